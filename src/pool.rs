@@ -1,0 +1,498 @@
+//! The worker threads of a run (SPEC §6): at most `BG_MAX_THREADS` of them,
+//! at most `BG_MAX_CONNECTIONS_PER_ACCOUNT` connections to one account, one
+//! login per connection reused for all of that account's folders.
+//!
+//! A worker takes the most urgent account that may open another connection,
+//! logs in, and serves that account's queue until it is empty. The first
+//! connection of an account discovers its folders (LIST, with statuses when
+//! offered) before the others start. A server that stalls or drops the
+//! connection gets one reconnect in the run; after a second failure the
+//! account's remaining tasks are skipped and the error recorded. A failure
+//! or panic in a task fails that task only.
+
+use crate::logging::{at, at_account, THREADING};
+use crate::schedule::Kind;
+use crate::store::{Account, Store};
+use crate::sync::{self, discover, Ctx, Limits, SyncError};
+use crate::writer::Writer;
+use crate::imap::{self, Client, MailboxStatus};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The work of one account in this run.
+#[derive(Debug, Clone)]
+pub struct AccountWork {
+    pub account: Account,
+    /// Due folders in run order.
+    pub folders: Vec<(i64, Kind)>,
+}
+
+/// How the pool runs.
+pub struct Settings {
+    pub max_threads: usize,
+    pub max_connections: u32,
+    pub io_timeout: Duration,
+    pub deadline: Instant,
+    pub now: i64,
+    pub limits: Limits,
+    pub tls: native_tls::TlsConnector,
+}
+
+/// How one task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Synced (or, with `complete` false, stopped by the time limit).
+    Synced {
+        acntid: i64,
+        emfdid: i64,
+        received: usize,
+        complete: bool,
+    },
+    /// Failed; the reason is in the folder's or account's `last_error`.
+    Failed {
+        acntid: i64,
+        emfdid: Option<i64>,
+        error: String,
+    },
+    /// Not started because the run reached BG_MAX_RUN_TIME.
+    Left { acntid: i64, emfdid: i64 },
+}
+
+impl Outcome {
+    /// Whether this counts as a failed job for the exit code.
+    pub fn failed(&self) -> bool {
+        matches!(self, Outcome::Failed { .. })
+    }
+}
+
+/// Progress reporting for a terminal.
+pub trait Progress: Sync {
+    /// A task of folder `name` starts.
+    fn started(&self, name: &str);
+    /// A task ended.
+    fn finished(&self);
+    /// `n` more messages were stored.
+    fn messages(&self, n: usize);
+    /// Tasks were added (discovered folders).
+    fn add_total(&self, n: usize);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    Folder(i64, Kind),
+    Large(i64),
+}
+
+struct Acct {
+    account: Account,
+    jobs: VecDeque<Job>,
+    open: u32,
+    discovered: bool,
+    discovering: bool,
+    statuses: HashMap<String, MailboxStatus>,
+    failures: u32,
+    dead: Option<String>,
+    /// The account's old `last_error` was cleared after a good login.
+    cleared: bool,
+}
+
+struct State {
+    accts: Vec<Acct>,
+    outcomes: Vec<Outcome>,
+}
+
+struct Pool<'a> {
+    state: Mutex<State>,
+    cond: Condvar,
+    settings: &'a Settings,
+    writer: &'a Writer,
+    progress: &'a dyn Progress,
+}
+
+/// Runs every account's work and returns the outcome of each task.
+pub fn run(
+    settings: &Settings,
+    work: Vec<AccountWork>,
+    writer: &Writer,
+    db_path: &std::path::Path,
+    progress: &dyn Progress,
+) -> Vec<Outcome> {
+    let wanted: usize = work
+        .iter()
+        .map(|_| settings.max_connections as usize)
+        .sum();
+    let threads = wanted.min(settings.max_threads).max(1);
+    let pool = Pool {
+        state: Mutex::new(State {
+            accts: work
+                .into_iter()
+                .map(|w| Acct {
+                    account: w.account,
+                    jobs: w.folders.into_iter().map(|(f, k)| Job::Folder(f, k)).collect(),
+                    open: 0,
+                    discovered: false,
+                    discovering: false,
+                    statuses: HashMap::new(),
+                    failures: 0,
+                    dead: None,
+                    cleared: false,
+                })
+                .collect(),
+            outcomes: Vec::new(),
+        }),
+        cond: Condvar::new(),
+        settings,
+        writer,
+        progress,
+    };
+    std::thread::scope(|scope| {
+        for i in 0..threads {
+            let pool = &pool;
+            let spawned = std::thread::Builder::new()
+                .name(format!("t{}", i + 1))
+                .spawn_scoped(scope, move || match Store::open_unmigrated(db_path) {
+                    Ok(store) => pool.worker(&store),
+                    Err(e) => log::error!(target: THREADING, "worker cannot open the database: {e}"),
+                });
+            if let Err(e) = spawned {
+                log::error!(target: THREADING, "cannot start worker t{}: {e}", i + 1);
+            }
+        }
+    });
+    let mut state = pool.state.into_inner().unwrap_or_else(|p| p.into_inner());
+    // Whatever is still queued was not reached in time (or no worker could run).
+    for a in &mut state.accts {
+        let acntid = a.account.acntid;
+        for job in a.jobs.drain(..) {
+            if let Job::Folder(emfdid, _) = job {
+                state.outcomes.push(Outcome::Left { acntid, emfdid });
+            }
+        }
+    }
+    state.outcomes
+}
+
+impl Pool<'_> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn worker(&self, store: &Store) {
+        while let Some((idx, discover)) = self.take_account() {
+            self.serve(idx, discover, store);
+        }
+    }
+
+    /// The most urgent account this worker may connect to (and whether it
+    /// must discover folders first); waits while a discovery may add work.
+    fn take_account(&self) -> Option<(usize, bool)> {
+        let mut st = self.lock();
+        loop {
+            if Instant::now() >= self.settings.deadline {
+                return None;
+            }
+            let max = self.settings.max_connections;
+            let pick = st.accts.iter().position(|a| {
+                a.dead.is_none()
+                    && a.open < max
+                    && if a.discovered {
+                        !a.jobs.is_empty()
+                    } else {
+                        !a.discovering
+                    }
+            });
+            if let Some(i) = pick {
+                let a = &mut st.accts[i];
+                a.open += 1;
+                let discover = !a.discovered;
+                a.discovering |= discover;
+                return Some((i, discover));
+            }
+            if !st.accts.iter().any(|a| a.discovering) {
+                return None;
+            }
+            st = self
+                .cond
+                .wait_timeout(st, Duration::from_millis(500))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    fn release(&self, idx: usize) {
+        let mut st = self.lock();
+        st.accts[idx].open = st.accts[idx].open.saturating_sub(1);
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    /// A connection-level failure: one reconnect per run, then the account
+    /// is given up (a refused login is given up at once).
+    fn connection_failed(&self, idx: usize, error: &imap::Error, requeue: Option<Job>) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let a = &mut st.accts[idx];
+        let acntid = a.account.acntid;
+        if let Some(job) = requeue {
+            a.jobs.push_front(job);
+        }
+        a.failures += 1;
+        if a.discovering {
+            a.discovering = false;
+        }
+        let give_up = matches!(error, imap::Error::Auth(_)) || a.failures >= 2;
+        if give_up && a.dead.is_none() {
+            let reason = error.to_string();
+            log::error!(target: THREADING, "account {}: {reason}; its remaining tasks wait for the next run {}", a.account.email, at_account(acntid));
+            for job in a.jobs.drain(..) {
+                if let Job::Folder(emfdid, _) = job {
+                    st.outcomes.push(Outcome::Failed {
+                        acntid,
+                        emfdid: Some(emfdid),
+                        error: reason.clone(),
+                    });
+                    self.progress.finished();
+                }
+            }
+            if !a.discovered {
+                st.outcomes.push(Outcome::Failed {
+                    acntid,
+                    emfdid: None,
+                    error: reason.clone(),
+                });
+            }
+            a.dead = Some(reason.clone());
+            let now = self.settings.now;
+            let _ = self
+                .writer
+                .submit(move |s| s.set_account_error(acntid, Some(&reason), now));
+        } else {
+            log::warn!("account {}: {error}; reconnecting {}", a.account.email, at_account(acntid));
+        }
+    }
+
+    fn serve(&self, idx: usize, discover_first: bool, store: &Store) {
+        let account = self.lock().accts[idx].account.clone();
+        let acntid = account.acntid;
+        let s = self.settings;
+        let (mut client, qresync) = match discover::connect(&account, &s.tls, s.io_timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                self.connection_failed(idx, &e, None);
+                self.release(idx);
+                return;
+            }
+        };
+        log::debug!("logged in to {} as {} {}", client.peer(), account.imap_login(), at_account(acntid));
+        if account.last_error.is_some() {
+            let mut st = self.lock();
+            if !st.accts[idx].cleared {
+                st.accts[idx].cleared = true;
+                let now = s.now;
+                let _ = self.writer.submit(move |w| w.set_account_error(acntid, None, now));
+            }
+        }
+        if discover_first {
+            if let Err(e) = self.discover(idx, &mut client, store) {
+                if e.breaks_session() {
+                    self.connection_failed(idx, &e, None);
+                    self.release(idx);
+                    return;
+                }
+                // LIST refused: go on with the folders we know.
+                log::warn!("folder discovery failed: {e} {}", at_account(acntid));
+                let mut st = self.lock();
+                st.accts[idx].discovered = true;
+                st.accts[idx].discovering = false;
+                drop(st);
+                self.cond.notify_all();
+            }
+        }
+        let ctx = Ctx {
+            now: s.now,
+            deadline: s.deadline,
+            limits: s.limits,
+            writer: self.writer,
+            store,
+            qresync,
+            progress: &|n| self.progress.messages(n),
+        };
+        loop {
+            let (job, status) = {
+                let mut st = self.lock();
+                let a = &mut st.accts[idx];
+                if a.dead.is_some() || Instant::now() >= s.deadline {
+                    break;
+                }
+                let Some(job) = a.jobs.pop_front() else {
+                    break;
+                };
+                let status = match job {
+                    Job::Folder(emfdid, _) | Job::Large(emfdid) => {
+                        store.folder(emfdid).ok().flatten().and_then(|f| a.statuses.get(&f.imap_name).copied())
+                    }
+                };
+                (job, status)
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| self.run_job(&mut client, &ctx, job, status)));
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(SyncError::Imap(e))) if e.is_connection() => {
+                    self.connection_failed(idx, &e, Some(job));
+                    self.release(idx);
+                    return;
+                }
+                Ok(Err(e)) => {
+                    let breaks = matches!(&e, SyncError::Imap(i) if i.breaks_session());
+                    self.job_failed(acntid, job, &e.to_string());
+                    if breaks {
+                        // The session is in an unknown state: start a fresh one.
+                        self.release(idx);
+                        return;
+                    }
+                }
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    self.job_failed(acntid, job, &format!("internal error (panic): {what}"));
+                    self.release(idx);
+                    return;
+                }
+            }
+        }
+        client.logout();
+        self.release(idx);
+    }
+
+    /// LIST: new folders are added (and synced in this run), vanished ones
+    /// marked removed; statuses are kept for the skip decisions.
+    fn discover(&self, idx: usize, client: &mut Client, store: &Store) -> Result<(), imap::Error> {
+        let acntid = self.lock().accts[idx].account.acntid;
+        let (found, mut statuses) = discover::list(client)?;
+        let now = self.settings.now;
+        let before: HashSet<i64> = store
+            .folders(Some(acntid), true)
+            .map(|v| v.into_iter().map(|f| f.emfdid).collect())
+            .unwrap_or_default();
+        let live = match self.writer.call(move |s| s.apply_discovery(acntid, &found, now)) {
+            Ok(live) => live,
+            Err(e) => {
+                log::error!(target: THREADING, "cannot record the folders: {e} {}", at_account(acntid));
+                store.folders(Some(acntid), false).unwrap_or_default()
+            }
+        };
+        let live_ids: HashSet<i64> = live.iter().map(|f| f.emfdid).collect();
+        let mut st = self.lock();
+        let a = &mut st.accts[idx];
+        a.jobs.retain(|j| match j {
+            Job::Folder(id, _) | Job::Large(id) => live_ids.contains(id),
+        });
+        let queued: HashSet<i64> = a
+            .jobs
+            .iter()
+            .map(|j| match j {
+                Job::Folder(id, _) | Job::Large(id) => *id,
+            })
+            .collect();
+        let mut added = 0;
+        for f in &live {
+            if !before.contains(&f.emfdid) && !queued.contains(&f.emfdid) {
+                a.jobs.push_back(Job::Folder(f.emfdid, Kind::Full));
+                added += 1;
+            }
+        }
+        self.progress.add_total(added);
+        let need_status: Vec<Vec<u8>> = live
+            .iter()
+            .filter(|f| a.jobs.iter().any(|j| *j == Job::Folder(f.emfdid, Kind::Recent) || *j == Job::Folder(f.emfdid, Kind::Full)))
+            .filter(|f| !statuses.contains_key(&f.imap_name))
+            .map(|f| f.imap_name.clone().into_bytes())
+            .collect();
+        drop(st);
+        if !need_status.is_empty() {
+            // No LIST-STATUS: one pipelined STATUS round trip for the due folders.
+            for (name, st) in client.status_many(&need_status)? {
+                if let Ok(name) = String::from_utf8(name) {
+                    statuses.insert(name, st);
+                }
+            }
+        }
+        let mut st = self.lock();
+        let a = &mut st.accts[idx];
+        a.statuses = statuses;
+        a.discovered = true;
+        a.discovering = false;
+        drop(st);
+        self.cond.notify_all();
+        Ok(())
+    }
+
+    fn run_job(&self, client: &mut Client, ctx: &Ctx<'_>, job: Job, status: Option<MailboxStatus>) -> Result<(), SyncError> {
+        match job {
+            Job::Folder(emfdid, kind) => {
+                let Some(folder) = ctx.store.folder(emfdid)? else {
+                    return Ok(());
+                };
+                if folder.removed_at.is_some() {
+                    return Ok(());
+                }
+                self.progress.started(&folder.name);
+                let t0 = Instant::now();
+                let out = sync::sync_folder(client, ctx, &folder, kind, status.as_ref());
+                self.progress.finished();
+                let out = out?;
+                let secs = t0.elapsed().as_secs_f64().round() as u64;
+                log::info!(
+                    "received {} new messages in {secs}s {}",
+                    out.received,
+                    at(folder.acntid, emfdid)
+                );
+                if !out.complete {
+                    log::info!("run time limit reached: '{}' continues next run {}", folder.name, at(folder.acntid, emfdid));
+                }
+                let mut st = self.lock();
+                st.outcomes.push(Outcome::Synced {
+                    acntid: folder.acntid,
+                    emfdid,
+                    received: out.received,
+                    complete: out.complete,
+                });
+                if out.large_pending && out.complete {
+                    if let Some(a) = st.accts.iter_mut().find(|a| a.account.acntid == folder.acntid) {
+                        a.jobs.push_back(Job::Large(emfdid));
+                    }
+                }
+                Ok(())
+            }
+            Job::Large(emfdid) => {
+                let Some(folder) = ctx.store.folder(emfdid)? else {
+                    return Ok(());
+                };
+                let n = sync::fetch_large(client, ctx, &folder)?;
+                log::debug!("fetched {n} large messages whole {}", at(folder.acntid, emfdid));
+                Ok(())
+            }
+        }
+    }
+
+    fn job_failed(&self, acntid: i64, job: Job, error: &str) {
+        let emfdid = match job {
+            Job::Folder(id, _) | Job::Large(id) => id,
+        };
+        log::error!(target: THREADING, "sync failed: {error} {}", at(acntid, emfdid));
+        let mut st = self.lock();
+        st.outcomes.push(Outcome::Failed {
+            acntid,
+            emfdid: Some(emfdid),
+            error: error.to_string(),
+        });
+        drop(st);
+        let (now, e) = (self.settings.now, error.to_string());
+        let _ = self.writer.submit(move |s| s.set_folder_error(emfdid, Some(&e), now));
+    }
+}

@@ -1,0 +1,310 @@
+//! `email_folders`: the folders of each account, their sync progress and times.
+
+use super::Store;
+use crate::error::{Context, Error, Result};
+use rusqlite::{params, OptionalExtension, Row, Transaction};
+
+/// One folder as stored, with the sync state the engine keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folder {
+    pub emfdid: i64,
+    pub acntid: i64,
+    /// UTF-8 path, for people.
+    pub name: String,
+    /// The wire name (modified UTF-7), the key on the server.
+    pub imap_name: String,
+    pub special: Option<String>,
+    pub priority: String,
+    /// The generation the stored progress refers to (NULL: never synced).
+    pub uidvalidity: Option<u32>,
+    /// The server's UIDNEXT when the folder was last examined.
+    pub uidnext: Option<u32>,
+    /// Every message of the generation with `backfill_below <= uid <= last_uid` is stored.
+    pub last_uid: u32,
+    pub highestmodseq: Option<u64>,
+    /// The newest-first first sync is not complete: messages below this UID
+    /// are still to be fetched. NULL when the folder is complete.
+    pub backfill_below: Option<u32>,
+    pub last_recent_sync_at: Option<i64>,
+    pub last_full_sync_at: Option<i64>,
+    pub removed_at: Option<i64>,
+    pub last_error: Option<String>,
+    /// Some message is stored header-only (`partial = 1`) and waits for its body.
+    pub has_partial: bool,
+}
+
+impl Folder {
+    /// The Inbox or a folder marked `hi`.
+    pub fn is_hi(&self) -> bool {
+        self.special.as_deref() == Some("inbox") || self.priority == "hi"
+    }
+}
+
+const COLUMNS: &str = "f.emfdid, f.acntid, f.name, f.imap_name, f.special, f.priority, \
+    f.uidvalidity, f.uidnext, f.last_uid, f.highestmodseq, f.backfill_below, \
+    f.last_recent_sync_at, f.last_full_sync_at, f.removed_at, f.last_error, \
+    EXISTS (SELECT 1 FROM email_messages m WHERE m.emfdid = f.emfdid AND m.partial = 1)";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Folder> {
+    Ok(Folder {
+        emfdid: r.get(0)?,
+        acntid: r.get(1)?,
+        name: r.get(2)?,
+        imap_name: r.get(3)?,
+        special: r.get(4)?,
+        priority: r.get::<_, Option<String>>(5)?.unwrap_or_else(|| "lo".into()),
+        uidvalidity: r.get::<_, Option<i64>>(6)?.map(clamp_u32),
+        uidnext: r.get::<_, Option<i64>>(7)?.map(clamp_u32),
+        last_uid: r.get::<_, Option<i64>>(8)?.map(clamp_u32).unwrap_or(0),
+        highestmodseq: r.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
+        backfill_below: r.get::<_, Option<i64>>(10)?.map(clamp_u32),
+        last_recent_sync_at: r.get(11)?,
+        last_full_sync_at: r.get(12)?,
+        removed_at: r.get(13)?,
+        last_error: r.get(14)?,
+        has_partial: r.get(15)?,
+    })
+}
+
+fn clamp_u32(v: i64) -> u32 {
+    v.clamp(0, u32::MAX as i64) as u32
+}
+
+/// A folder as LIST shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    pub imap_name: String,
+    pub name: String,
+    pub delimiter: Option<String>,
+    pub special: Option<&'static str>,
+}
+
+/// Changes to a folder's sync state, applied together with a batch of
+/// messages so progress and rows commit in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderPatch {
+    pub uidvalidity: Option<u32>,
+    pub uidnext: Option<u32>,
+    pub last_uid: Option<u32>,
+    pub backfill_below: Option<Option<u32>>,
+    pub highestmodseq: Option<Option<u64>>,
+    pub recent_sync_at: Option<i64>,
+    pub full_sync_at: Option<i64>,
+    /// `Some(None)` clears `last_error`, `Some(Some(e))` sets it.
+    pub error: Option<Option<String>>,
+}
+
+impl FolderPatch {
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == FolderPatch::default()
+    }
+}
+
+pub(super) fn insert_inbox(tx: &Transaction<'_>, acntid: i64) -> Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO email_folders (acntid, name, imap_name, special, priority) \
+         VALUES (?, 'INBOX', 'INBOX', 'inbox', 'hi')",
+        [acntid],
+    )
+    .context(format!("add the Inbox of account {acntid}"))?;
+    Ok(())
+}
+
+pub(super) fn apply_patch(tx: &Transaction<'_>, emfdid: i64, p: &FolderPatch, now: i64) -> Result<()> {
+    let mut sets: Vec<&str> = Vec::new();
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    use rusqlite::types::Value;
+    let opt_u32 = |v: Option<u32>| v.map_or(Value::Null, |v| Value::Integer(v as i64));
+    if let Some(v) = p.uidvalidity {
+        sets.push("uidvalidity = ?");
+        values.push(Value::Integer(v as i64));
+    }
+    if let Some(v) = p.uidnext {
+        sets.push("uidnext = ?");
+        values.push(Value::Integer(v as i64));
+    }
+    if let Some(v) = p.last_uid {
+        sets.push("last_uid = ?");
+        values.push(Value::Integer(v as i64));
+    }
+    if let Some(v) = p.backfill_below {
+        sets.push("backfill_below = ?");
+        values.push(opt_u32(v));
+    }
+    if let Some(v) = p.highestmodseq {
+        sets.push("highestmodseq = ?");
+        values.push(v.map_or(Value::Null, |v| Value::Integer(v.min(i64::MAX as u64) as i64)));
+    }
+    if let Some(v) = p.recent_sync_at {
+        sets.push("last_recent_sync_at = ?");
+        values.push(Value::Integer(v));
+    }
+    if let Some(v) = p.full_sync_at {
+        sets.push("last_full_sync_at = ?");
+        values.push(Value::Integer(v));
+    }
+    if let Some(e) = &p.error {
+        sets.push("last_error = ?");
+        values.push(e.clone().map_or(Value::Null, Value::Text));
+        if e.is_some() {
+            sets.push("last_error_at = ?");
+            values.push(Value::Integer(now));
+        }
+    }
+    if sets.is_empty() {
+        return Ok(());
+    }
+    values.push(Value::Integer(emfdid));
+    let sql = format!("UPDATE email_folders SET {} WHERE emfdid = ?", sets.join(", "));
+    tx.prepare_cached(&sql)
+        .and_then(|mut s| s.execute(rusqlite::params_from_iter(values)))
+        .context(format!("update folder {emfdid}"))?;
+    Ok(())
+}
+
+impl Store {
+    /// Folders of active accounts (all of them, or of `acntid`), removed ones
+    /// included when `with_removed`.
+    pub fn folders(&self, acntid: Option<i64>, with_removed: bool) -> Result<Vec<Folder>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM email_folders f JOIN email_accounts a ON a.acntid = f.acntid \
+             WHERE (?1 IS NULL OR f.acntid = ?1) AND (?2 OR f.removed_at IS NULL) \
+             ORDER BY f.acntid, f.emfdid"
+        );
+        let mut stmt = self.conn().prepare(&sql).context("list folders")?;
+        let rows = stmt
+            .query_map(params![acntid, with_removed], from_row)
+            .context("list folders")?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .context("list folders")?;
+        Ok(rows)
+    }
+
+    /// One folder.
+    pub fn folder(&self, emfdid: i64) -> Result<Option<Folder>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM email_folders f WHERE f.emfdid = ?"),
+                [emfdid],
+                from_row,
+            )
+            .optional()
+            .context(format!("read folder {emfdid}"))
+    }
+
+    /// Gives every active account without any folder its Inbox row (accounts
+    /// the web app inserted itself), so the scheduler sees them.
+    pub fn ensure_inboxes(&mut self) -> Result<()> {
+        self.write(|tx| {
+            let ids: Vec<i64> = tx
+                .prepare(
+                    "SELECT acntid FROM email_accounts a WHERE NOT EXISTS \
+                     (SELECT 1 FROM email_folders f WHERE f.acntid = a.acntid)",
+                )
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .context("find accounts without folders")?;
+            for id in ids {
+                insert_inbox(tx, id)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets a folder's priority (`folder priority`). False when unknown.
+    pub fn set_folder_priority(&mut self, emfdid: i64, priority: &str) -> Result<bool> {
+        if priority != "hi" && priority != "lo" {
+            return Err(Error::Usage(format!("priority must be hi or lo, got '{priority}'")));
+        }
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE email_folders SET priority = ? WHERE emfdid = ?",
+                    params![priority, emfdid],
+                )
+                .context(format!("set the priority of folder {emfdid}"))?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Applies what LIST found for one account: new folders are added (`lo`,
+    /// the Inbox `hi`), returning ones lose `removed_at`, vanished ones get it
+    /// (their messages stay). Returns the account's live folders afterwards.
+    pub fn apply_discovery(
+        &mut self,
+        acntid: i64,
+        found: &[Discovered],
+        now: i64,
+    ) -> Result<Vec<Folder>> {
+        self.write(|tx| {
+            let existing: Vec<(i64, String, Option<i64>, Option<String>)> = tx
+                .prepare(
+                    "SELECT emfdid, imap_name, removed_at, special FROM email_folders WHERE acntid = ?",
+                )
+                .and_then(|mut s| {
+                    s.query_map([acntid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                        .collect()
+                })
+                .context(format!("read the folders of account {acntid}"))?;
+            let key = |name: &str| {
+                if name.eq_ignore_ascii_case("INBOX") {
+                    "INBOX".to_string()
+                } else {
+                    name.to_string()
+                }
+            };
+            for d in found {
+                let is_inbox = key(&d.imap_name) == "INBOX";
+                let special = if is_inbox { Some("inbox") } else { d.special };
+                match existing.iter().find(|e| key(&e.1) == key(&d.imap_name)) {
+                    Some((emfdid, _, removed_at, old_special)) => {
+                        if removed_at.is_some() || old_special.as_deref() != special {
+                            tx.execute(
+                                "UPDATE email_folders SET removed_at = NULL, special = ?, \
+                                 delimiter = ?, name = ? WHERE emfdid = ?",
+                                params![special, d.delimiter, d.name, emfdid],
+                            )
+                            .context(format!("update folder {emfdid}"))?;
+                        }
+                    }
+                    None => {
+                        tx.execute(
+                            "INSERT INTO email_folders (acntid, name, imap_name, delimiter, special, priority) \
+                             VALUES (?, ?, ?, ?, ?, ?)",
+                            params![
+                                acntid,
+                                d.name,
+                                d.imap_name,
+                                d.delimiter,
+                                special,
+                                if is_inbox { "hi" } else { "lo" }
+                            ],
+                        )
+                        .context(format!("add folder '{}' of account {acntid}", d.name))?;
+                    }
+                }
+            }
+            for (emfdid, imap_name, removed_at, _) in &existing {
+                let gone = !found.iter().any(|d| key(&d.imap_name) == key(imap_name));
+                if gone && removed_at.is_none() {
+                    tx.execute(
+                        "UPDATE email_folders SET removed_at = ? WHERE emfdid = ?",
+                        params![now, emfdid],
+                    )
+                    .context(format!("mark folder {emfdid} removed"))?;
+                }
+            }
+            Ok(())
+        })?;
+        self.folders(Some(acntid), false)
+    }
+
+    /// Records a folder's error (or clears it).
+    pub fn set_folder_error(&mut self, emfdid: i64, error: Option<&str>, now: i64) -> Result<()> {
+        let patch = FolderPatch {
+            error: Some(error.map(str::to_string)),
+            ..FolderPatch::default()
+        };
+        self.write(|tx| apply_patch(tx, emfdid, &patch, now))
+    }
+}

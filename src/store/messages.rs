@@ -1,0 +1,231 @@
+//! `email_messages`: the stored mail, and the batched operations a folder sync
+//! commits (rows and the folder's progress in one transaction).
+
+use super::folders::{apply_patch, FolderPatch};
+use super::Store;
+use crate::error::{Context, Result};
+use crate::message::Summary;
+use rusqlite::params;
+
+/// A message fetched from the server, ready to insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub uid: u32,
+    pub summary: Summary,
+    pub internal_date_at: Option<i64>,
+    pub size: u32,
+    pub flags: String,
+    /// Only the header was fetched (the message is above the size limit).
+    pub partial: bool,
+    pub raw: Vec<u8>,
+}
+
+/// One change to a folder's stored messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Store a new message of the folder's current generation (a message
+    /// already stored under that UID is left as it is).
+    Insert(NewMessage),
+    /// The server's flags for a stored message.
+    SetFlags { uid: u32, flags: String },
+    /// Messages the server no longer has.
+    Expunge { uids: Vec<u32> },
+    /// A row of an older generation is this message of the current one.
+    Remap { emmsid: i64, uid: u32, flags: String },
+    /// The whole message for a row stored header-only.
+    Complete { uid: u32, raw: Vec<u8> },
+    /// The new generation is complete: rows of older ones that were not
+    /// re-mapped are gone from the server.
+    DropOldGenerations,
+}
+
+/// A row of an older generation, a candidate for re-mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OldRow {
+    pub emmsid: i64,
+    pub message_id: Option<String>,
+    pub size: Option<u32>,
+}
+
+/// What applying a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// New rows inserted.
+    pub inserted: usize,
+}
+
+impl Store {
+    /// Applies `ops` to folder `emfdid` (generation `uidvalidity`) and then
+    /// `patch` to the folder, all in one transaction.
+    pub fn apply(
+        &mut self,
+        emfdid: i64,
+        uidvalidity: u32,
+        ops: &[Op],
+        patch: &FolderPatch,
+        now: i64,
+    ) -> Result<Applied> {
+        self.write(|tx| {
+            let mut applied = Applied::default();
+            let v = uidvalidity as i64;
+            for op in ops {
+                match op {
+                    Op::Insert(m) => {
+                        let mut stmt = tx
+                            .prepare_cached(
+                                "INSERT INTO email_messages (emfdid, uidvalidity, uid, message_id, \
+                                 subject, from_addr, to_addrs, date_at, internal_date_at, size, \
+                                 flags, partial, stored_at, raw) \
+                                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
+                                 ON CONFLICT (emfdid, uidvalidity, uid) DO NOTHING",
+                            )
+                            .context("prepare insert")?;
+                        applied.inserted += stmt
+                            .execute(params![
+                                emfdid,
+                                v,
+                                m.uid,
+                                m.summary.message_id,
+                                m.summary.subject,
+                                m.summary.from_addr,
+                                m.summary.to_addrs,
+                                m.summary.date_at,
+                                m.internal_date_at,
+                                m.size,
+                                m.flags,
+                                m.partial,
+                                now,
+                                m.raw
+                            ])
+                            .context(format!("store message uid {} of folder {emfdid}", m.uid))?;
+                    }
+                    Op::SetFlags { uid, flags } => {
+                        tx.prepare_cached(
+                            "UPDATE email_messages SET flags = ? \
+                             WHERE emfdid = ? AND uidvalidity = ? AND uid = ?",
+                        )
+                        .and_then(|mut s| s.execute(params![flags, emfdid, v, uid]))
+                        .context(format!("update flags of uid {uid} in folder {emfdid}"))?;
+                    }
+                    Op::Expunge { uids } => {
+                        let mut stmt = tx
+                            .prepare_cached(
+                                "DELETE FROM email_messages \
+                                 WHERE emfdid = ? AND uidvalidity = ? AND uid = ?",
+                            )
+                            .context("prepare delete")?;
+                        for uid in uids {
+                            stmt.execute(params![emfdid, v, uid])
+                                .context(format!("delete uid {uid} of folder {emfdid}"))?;
+                        }
+                    }
+                    Op::Remap { emmsid, uid, flags } => {
+                        tx.prepare_cached(
+                            "UPDATE email_messages SET uidvalidity = ?, uid = ?, flags = ? \
+                             WHERE emmsid = ? AND emfdid = ?",
+                        )
+                        .and_then(|mut s| s.execute(params![v, uid, flags, emmsid, emfdid]))
+                        .context(format!("re-map message {emmsid} to uid {uid}"))?;
+                    }
+                    Op::Complete { uid, raw } => {
+                        tx.prepare_cached(
+                            "UPDATE email_messages SET raw = ?, partial = 0 \
+                             WHERE emfdid = ? AND uidvalidity = ? AND uid = ?",
+                        )
+                        .and_then(|mut s| s.execute(params![raw, emfdid, v, uid]))
+                        .context(format!("store the whole of uid {uid} in folder {emfdid}"))?;
+                    }
+                    Op::DropOldGenerations => {
+                        tx.execute(
+                            "DELETE FROM email_messages WHERE emfdid = ? AND uidvalidity != ?",
+                            params![emfdid, v],
+                        )
+                        .context(format!("drop old generations of folder {emfdid}"))?;
+                    }
+                }
+            }
+            apply_patch(tx, emfdid, patch, now)?;
+            Ok(applied)
+        })
+    }
+
+    /// UIDs stored for the folder's generation, ascending.
+    pub fn stored_uids(&self, emfdid: i64, uidvalidity: u32) -> Result<Vec<u32>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT uid FROM email_messages WHERE emfdid = ? AND uidvalidity = ? ORDER BY uid",
+            )
+            .context("prepare uid list")?;
+        let rows = stmt
+            .query_map(params![emfdid, uidvalidity], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .context(format!("read the uids of folder {emfdid}"))?;
+        Ok(rows)
+    }
+
+    /// UIDs and flags stored for the folder's generation, ascending by UID.
+    pub fn stored_flags(&self, emfdid: i64, uidvalidity: u32) -> Result<Vec<(u32, String)>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT uid, COALESCE(flags, '') FROM email_messages \
+                 WHERE emfdid = ? AND uidvalidity = ? ORDER BY uid",
+            )
+            .context("prepare flag list")?;
+        let rows = stmt
+            .query_map(params![emfdid, uidvalidity], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .context(format!("read the flags of folder {emfdid}"))?;
+        Ok(rows)
+    }
+
+    /// Rows of generations other than `uidvalidity` (candidates for re-mapping).
+    pub fn old_generation(&self, emfdid: i64, uidvalidity: u32) -> Result<Vec<OldRow>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT emmsid, message_id, size FROM email_messages \
+                 WHERE emfdid = ? AND uidvalidity != ?",
+            )
+            .context("prepare old generation")?;
+        let rows = stmt
+            .query_map(params![emfdid, uidvalidity], |r| {
+                Ok(OldRow {
+                    emmsid: r.get(0)?,
+                    message_id: r.get(1)?,
+                    size: r.get::<_, Option<i64>>(2)?.map(|s| s.clamp(0, u32::MAX as i64) as u32),
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .context(format!("read old generations of folder {emfdid}"))?;
+        Ok(rows)
+    }
+
+    /// UIDs of the generation stored header-only, ascending.
+    pub fn partial_uids(&self, emfdid: i64, uidvalidity: u32) -> Result<Vec<u32>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT uid FROM email_messages \
+                 WHERE emfdid = ? AND uidvalidity = ? AND partial = 1 ORDER BY uid",
+            )
+            .context("prepare partial list")?;
+        let rows = stmt
+            .query_map(params![emfdid, uidvalidity], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .context(format!("read the partial messages of folder {emfdid}"))?;
+        Ok(rows)
+    }
+
+    /// Number of stored messages of a folder (all generations).
+    pub fn message_count(&self, emfdid: i64) -> Result<i64> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM email_messages WHERE emfdid = ?",
+                [emfdid],
+                |r| r.get(0),
+            )
+            .context(format!("count the messages of folder {emfdid}"))
+    }
+}

@@ -1,0 +1,255 @@
+//! The SQLite database `data/engine.sqlite`: the public interface shared with
+//! the web application (SPEC §5). All SQL of the engine lives under this module.
+//!
+//! WAL mode, so the web app reads and queues mail while a run writes; a busy
+//! timeout so short overlaps wait instead of failing; migrations by
+//! `user_version`, applied by every command before anything else. Values are
+//! always bound as parameters, never formatted into SQL.
+
+mod accounts;
+mod folders;
+mod messages;
+mod outbox;
+mod schema;
+mod sessions;
+
+pub use accounts::{Account, NewAccount};
+pub use folders::{Discovered, Folder, FolderPatch};
+pub use messages::{Applied, NewMessage, Op, OldRow};
+pub use sessions::Session;
+
+use crate::error::{Context, Error, Result};
+use crate::layout::restrict_file;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a statement waits for another writer (the web app, a second
+/// engine command) before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Page size of a newly created database: large messages are stored as
+/// overflow chains, and bigger pages make those chains shorter.
+const PAGE_SIZE: u32 = 16384;
+
+/// One connection to the database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, sets WAL and applies pending
+    /// migrations.
+    pub fn open(path: &Path) -> Result<Store> {
+        let store = Store::open_unmigrated(path)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens without migrating: for the extra connections of a run, opened
+    /// after the main one migrated.
+    pub fn open_unmigrated(path: &Path) -> Result<Store> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| Error::Store(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .context("set the busy timeout")?;
+        let fresh: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .context(format!("read {}", path.display()))?;
+        if fresh == 0 {
+            conn.pragma_update(None, "page_size", PAGE_SIZE)
+                .context("set the page size")?;
+        }
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .context(format!("set WAL mode on {}", path.display()))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Store(format!(
+                "{}: cannot switch to WAL mode (got {mode})",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .context("set synchronous")?;
+        // Checkpoint in larger steps than the default 1000 pages: fewer fsyncs
+        // during a first sync that writes hundreds of megabytes.
+        conn.pragma_update(None, "wal_autocheckpoint", 4096)
+            .context("set wal_autocheckpoint")?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            restrict_file(Path::new(&p));
+        }
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Applies the migrations the database has not seen, idempotently.
+    pub fn migrate(&self) -> Result<()> {
+        let target = schema::MIGRATIONS.len() as i64;
+        let current: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .context("read the schema version")?;
+        if current == target {
+            return Ok(());
+        }
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .context("begin migration")?;
+        // Re-read under the write lock: another process may have migrated meanwhile.
+        let current: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .context("read the schema version")?;
+        if current > target {
+            return Err(Error::Store(format!(
+                "{}: schema version {current} is newer than this engine knows ({target}); upgrade the engine",
+                self.path.display()
+            )));
+        }
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(current as usize) {
+            tx.execute_batch(sql)
+                .context(format!("apply migration {}", i + 1))?;
+        }
+        tx.pragma_update(None, "user_version", target)
+            .context("set the schema version")?;
+        tx.commit().context("commit migrations")?;
+        Ok(())
+    }
+
+    /// Runs `f` inside one immediate (write-locking) transaction.
+    pub fn write<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin a write transaction")?;
+        let out = f(&tx)?;
+        tx.commit().context("commit")?;
+        Ok(out)
+    }
+
+    /// Folds the WAL back into the database and truncates it (end of a run).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .context("checkpoint the WAL")
+    }
+
+    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    pub fn integrity_check(&self) -> Result<String> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .context("integrity check")
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_idempotent_and_set_wal() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("engine.sqlite");
+        let store = Store::open(&path).expect("open");
+        store.migrate().expect("again");
+        drop(store);
+        let store = Store::open(&path).expect("reopen");
+        let version: i64 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, schema::MIGRATIONS.len() as i64);
+        let mode: String = store
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        assert_eq!(store.integrity_check().expect("check"), "ok");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("engine.sqlite");
+        let store = Store::open(&path).expect("open");
+        store
+            .conn()
+            .pragma_update(None, "user_version", 999)
+            .expect("bump");
+        drop(store);
+        let err = Store::open(&path).expect_err("must refuse");
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn required_columns_exist() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&tmp.path().join("db")).expect("open");
+        let required: &[(&str, &[&str])] = &[
+            ("user_sessions", &["usrid", "last_activity_at"]),
+            (
+                "email_accounts",
+                &[
+                    "acntid", "usrid", "email", "imap_host", "imap_port", "imap_security",
+                    "imap_login", "imap_password", "smtp_host", "smtp_port", "smtp_security",
+                    "smtp_login", "smtp_password", "active", "last_error", "last_error_at",
+                ],
+            ),
+            (
+                "email_folders",
+                &[
+                    "emfdid", "acntid", "name", "imap_name", "special", "priority",
+                    "uidvalidity", "last_uid", "highestmodseq", "last_recent_sync_at",
+                    "last_full_sync_at", "removed_at", "last_error",
+                ],
+            ),
+            (
+                "email_messages",
+                &[
+                    "emmsid", "emfdid", "uidvalidity", "uid", "message_id", "subject",
+                    "from_addr", "to_addrs", "date_at", "internal_date_at", "size", "flags",
+                    "partial", "raw",
+                ],
+            ),
+            (
+                "email_outbox",
+                &[
+                    "emoid", "acntid", "raw", "mail_from", "rcpt_to", "state", "attempts",
+                    "next_attempt_at", "last_error", "created_at", "sent_at",
+                ],
+            ),
+        ];
+        for (table, columns) in required {
+            let mut stmt = store
+                .conn()
+                .prepare(&format!("PRAGMA table_info({table})"))
+                .expect("prepare");
+            let have: Vec<String> = stmt
+                .query_map([], |r| r.get::<_, String>(1))
+                .expect("query")
+                .collect::<std::result::Result<_, _>>()
+                .expect("rows");
+            for c in *columns {
+                assert!(have.iter().any(|h| h == c), "{table}.{c} missing");
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The one thread that writes the database during a run.
+//!
+//! Workers fetch from IMAP in parallel and hand their batches here; one
+//! writer with one connection commits them in order, each batch in one
+//! transaction. A worker keeps at most one batch in flight (it fetches the
+//! next while this one is written), which bounds memory and keeps the
+//! pipeline full. A panic in a job fails that job only.
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+
+type Job = Box<dyn FnOnce(&mut Store) + Send>;
+
+/// A handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: SyncSender<Job>,
+}
+
+/// The result of a submitted job, to wait for later.
+pub struct Pending<T>(Receiver<Result<T>>);
+
+impl<T> Pending<T> {
+    /// Waits for the job to be committed (or to fail).
+    pub fn wait(self) -> Result<T> {
+        self.0
+            .recv()
+            .unwrap_or_else(|_| Err(Error::Store("the database writer stopped".into())))
+    }
+}
+
+impl Writer {
+    /// Starts the writer on `store`; it runs until every handle is dropped,
+    /// then checkpoints the WAL.
+    pub fn spawn(store: Store) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::sync_channel::<Job>(64);
+        let handle = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || {
+                let mut store = store;
+                for job in rx {
+                    let _ = catch_unwind(AssertUnwindSafe(|| job(&mut store)));
+                }
+                if let Err(e) = store.checkpoint() {
+                    log::warn!("{e}");
+                }
+            })?;
+        Ok((Writer { tx }, handle))
+    }
+
+    /// Queues `f`; its result arrives through the returned `Pending`.
+    pub fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T> + Send + 'static,
+    ) -> Pending<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |store| {
+            let _ = tx.send(f(store));
+        });
+        if self.tx.send(job).is_err() {
+            let (tx, rx) = mpsc::sync_channel(1);
+            let _ = tx.send(Err(Error::Store("the database writer stopped".into())));
+            return Pending(rx);
+        }
+        Pending(rx)
+    }
+
+    /// Runs `f` on the writer and waits for it.
+    pub fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.submit(f).wait()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_run_in_order_and_a_panic_fails_only_its_job() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&tmp.path().join("db")).expect("open");
+        let (writer, handle) = Writer::spawn(store).expect("spawn");
+        let first = writer.submit(|s| s.touch_session(1, 100));
+        let boom: Pending<()> = writer.submit(|_| panic!("boom"));
+        let second = writer.call(|s| s.sessions());
+        first.wait().expect("first");
+        assert!(boom.wait().is_err());
+        let sessions = second.expect("second");
+        assert_eq!(sessions.len(), 1);
+        drop(writer);
+        handle.join().expect("join");
+    }
+}
