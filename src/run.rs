@@ -133,12 +133,13 @@ pub fn run(layout: &Layout, config: &Config, opts: &Options, now: i64) -> Result
     let sync_done = std::sync::atomic::AtomicBool::new(!sync_on);
     std::thread::scope(|scope| -> Result<()> {
         let outbox = if outbox_on {
-            let (layout, config, writer, sync_done) = (&*layout, config, &writer, &sync_done);
+            let (layout, config, sync_done) = (&*layout, config, &sync_done);
             Some(
                 std::thread::Builder::new()
                     .name(format!("t{}", config.max_threads.saturating_add(1)))
                     .spawn_scoped(scope, move || {
-                        crate::outbox::drain_during_run(layout, config, writer, now, deadline, sync_done)
+                        let clock = || chrono::Utc::now().timestamp();
+                        crate::outbox::drain_during_run(layout, config, &clock, deadline, sync_done)
                     })
                     .map_err(|e| Error::Other(format!("cannot start the outbox thread: {e}")))?,
             )

@@ -586,6 +586,27 @@ impl Client {
         Ok(out)
     }
 
+    /// `UID SEARCH HEADER name value`: UIDs of messages whose header field
+    /// `name` contains `value`.
+    pub fn uid_search_header(&mut self, name: &str, value: &str) -> Result<Vec<u32>, Error> {
+        let mut out = Vec::new();
+        self.run_ok(
+            "UID SEARCH",
+            &[
+                Part::Raw("UID SEARCH HEADER"),
+                Part::Str(name.as_bytes()),
+                Part::Str(value.as_bytes()),
+            ],
+            &mut |u| {
+                if let Untagged::Search(uids) = u {
+                    out.extend(uids);
+                }
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    }
+
     /// APPENDs a message; returns APPENDUID's (uidvalidity, uid) when the
     /// server tells (UIDPLUS).
     pub fn append(&mut self, mailbox: &[u8], flags: &str, raw: &[u8]) -> Result<Option<(u32, u32)>, Error> {

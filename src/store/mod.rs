@@ -16,6 +16,7 @@ mod sessions;
 pub use accounts::{Account, NewAccount};
 pub use folders::{Discovered, Folder, FolderPatch};
 pub use messages::{Applied, NewMessage, Op, OldRow};
+pub use outbox::{AttemptRecord, OutboxRow, RcptState};
 pub use sessions::Session;
 
 use crate::error::{Context, Error, Result};

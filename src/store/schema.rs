@@ -88,8 +88,26 @@ CREATE TABLE IF NOT EXISTS email_outbox (
     next_attempt_at INTEGER,
     last_error TEXT,
     created_at INTEGER,
-    sent_at INTEGER
+    sent_at INTEGER,
+    -- The Message-ID the message goes out with (its own, or one we add).
+    message_id TEXT,
+    claimed_at INTEGER,
+    -- The copy in the account's Sent folder: NULL (not yet accepted),
+    -- 'pending', 'done', or 'none' (the account has no IMAP).
+    sent_copy TEXT,
+    sent_copy_error TEXT,
+    sent_copy_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS email_outbox_due ON email_outbox (state, next_attempt_at);
+
+-- Each recipient's outcome: a retry goes only to those still pending.
+CREATE TABLE IF NOT EXISTS email_outbox_rcpts (
+    emoid INTEGER NOT NULL,
+    addr TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    reply TEXT,
+    updated_at INTEGER,
+    PRIMARY KEY (emoid, addr)
+);
 "#,
 ];
