@@ -101,7 +101,7 @@ pub struct PlanArgs {
 pub enum AccountCmd {
     /// Add an account; prints its acntid. Passwords come from stdin (first
     /// line IMAP, second SMTP; one line means both) or --password-env
-    Add(AddAccount),
+    Add(Box<AddAccount>),
     /// List accounts
     List {
         #[arg(long)]
@@ -227,10 +227,12 @@ fn open_store(layout: &Layout) -> Result<Store> {
 
 fn execute(cli: Cli, layout: &Layout, now: i64) -> Result<i32> {
     let r = &cli.run;
-    let run_options_given = r.dry_run || r.force || r.no_sync || r.no_outbox || !r.accounts.is_empty();
+    let run_options_given =
+        r.dry_run || r.force || r.no_sync || r.no_outbox || !r.accounts.is_empty();
     if cli.command.is_some() && run_options_given {
         return Err(Error::Usage(
-            "run options (--dry-run, --force, --account, --no-sync, --no-outbox) go after `run`".into(),
+            "run options (--dry-run, --force, --account, --no-sync, --no-outbox) go after `run`"
+                .into(),
         ));
     }
     match cli.command {
@@ -322,7 +324,10 @@ pub fn print_plan(store: &Store, tasks: &[Task], as_json: bool) -> Result<()> {
         println!("nothing is due");
         return Ok(());
     }
-    println!("{:>6} {:>6}  {:<6}  {:<24}  reason", "acntid", "emfdid", "kind", "folder");
+    println!(
+        "{:>6} {:>6}  {:<6}  {:<24}  reason",
+        "acntid", "emfdid", "kind", "folder"
+    );
     for t in tasks {
         println!(
             "{:>6} {:>6}  {:<6}  {:<24}  {}{}",
@@ -331,7 +336,11 @@ pub fn print_plan(store: &Store, tasks: &[Task], as_json: bool) -> Result<()> {
             t.kind.as_str(),
             name_of(t.emfdid).unwrap_or_else(|| "(all)".into()),
             t.reason,
-            if t.deferred { " [deferred to the next run]" } else { "" }
+            if t.deferred {
+                " [deferred to the next run]"
+            } else {
+                ""
+            }
         );
     }
     Ok(())
@@ -434,7 +443,11 @@ fn status_cmd(layout: &Layout, as_json: bool, now: i64) -> Result<i32> {
                 if f.is_hi() { "hi" } else { "lo" },
                 local(f.last_recent_sync_at),
                 local(f.last_full_sync_at),
-                if next <= now { "now".to_string() } else { local(Some(next)) },
+                if next <= now {
+                    "now".to_string()
+                } else {
+                    local(Some(next))
+                },
                 f.last_error
                     .as_deref()
                     .map(|e| format!("\n        last error: {e}"))
@@ -511,8 +524,13 @@ fn account_json(a: &crate::store::Account) -> serde_json::Value {
 fn account_cmd(layout: &Layout, cmd: AccountCmd, now: i64) -> Result<i32> {
     match cmd {
         AccountCmd::Add(a) => {
-            if !a.email.contains('@') || a.email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(Error::Input(format!("--email '{}' is not an address", a.email)));
+            if !a.email.contains('@')
+                || a.email.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(Error::Input(format!(
+                    "--email '{}' is not an address",
+                    a.email
+                )));
             }
             if a.imap_host.trim().is_empty() {
                 return Err(Error::Input("--imap-host is empty".into()));
@@ -555,13 +573,19 @@ fn account_cmd(layout: &Layout, cmd: AccountCmd, now: i64) -> Result<i32> {
                         a.imap_port.map_or("default".into(), |p| p.to_string()),
                         a.imap_security,
                         if a.active { "" } else { "  inactive" },
-                        a.last_error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
+                        a.last_error
+                            .as_deref()
+                            .map(|e| format!("  error: {e}"))
+                            .unwrap_or_default()
                     );
                 }
             }
             Ok(exit::OK)
         }
-        AccountCmd::Show { acntid, json: as_json } => {
+        AccountCmd::Show {
+            acntid,
+            json: as_json,
+        } => {
             let store = open_store(layout)?;
             let a = store
                 .account(acntid)?
@@ -571,7 +595,12 @@ fn account_cmd(layout: &Layout, cmd: AccountCmd, now: i64) -> Result<i32> {
                 println!("{v}");
             } else if let Some(map) = v.as_object() {
                 for (k, val) in map {
-                    println!("{k}: {}", val.as_str().map(str::to_string).unwrap_or_else(|| val.to_string()));
+                    println!(
+                        "{k}: {}",
+                        val.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| val.to_string())
+                    );
                 }
             }
             Ok(exit::OK)
@@ -596,7 +625,10 @@ fn account_cmd(layout: &Layout, cmd: AccountCmd, now: i64) -> Result<i32> {
 
 fn folder_cmd(layout: &Layout, cmd: FolderCmd) -> Result<i32> {
     match cmd {
-        FolderCmd::List { account, json: as_json } => {
+        FolderCmd::List {
+            account,
+            json: as_json,
+        } => {
             let store = open_store(layout)?;
             let folders = store.folders(account, true)?;
             if as_json {
@@ -630,7 +662,11 @@ fn folder_cmd(layout: &Layout, cmd: FolderCmd) -> Result<i32> {
                         if f.is_hi() { "hi" } else { "lo" },
                         f.special.as_deref().unwrap_or(""),
                         f.name,
-                        if f.removed_at.is_some() { "  (removed on the server)" } else { "" }
+                        if f.removed_at.is_some() {
+                            "  (removed on the server)"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }
@@ -663,13 +699,28 @@ mod tests {
         assert!(cli.run.dry_run);
         assert_eq!(cli.run.accounts, vec![3]);
         let cli = Cli::try_parse_from(["engine", "run", "--force", "--no-outbox"]).expect("parse");
-        assert!(matches!(cli.command, Some(Command::Run(RunArgs { force: true, no_outbox: true, .. }))));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Run(RunArgs {
+                force: true,
+                no_outbox: true,
+                ..
+            }))
+        ));
     }
 
     #[test]
     fn no_password_flag_exists() {
         assert!(Cli::try_parse_from([
-            "engine", "account", "add", "--email", "a@b", "--imap-host", "h", "--password", "x"
+            "engine",
+            "account",
+            "add",
+            "--email",
+            "a@b",
+            "--imap-host",
+            "h",
+            "--password",
+            "x"
         ])
         .is_err());
     }

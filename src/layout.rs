@@ -139,7 +139,11 @@ mod tests {
         fs::create_dir(layout.data_dir()).expect("mkdir");
         fs::set_permissions(layout.data_dir(), fs::Permissions::from_mode(0o755)).expect("chmod");
         layout.ensure_dirs().expect("ensure_dirs");
-        let mode = fs::metadata(layout.data_dir()).expect("meta").permissions().mode() & 0o7777;
+        let mode = fs::metadata(layout.data_dir())
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o7777;
         assert_eq!(mode & 0o007, 0);
     }
 

@@ -68,8 +68,8 @@ pub fn tls_connector(ca_file: Option<&Path>) -> Result<native_tls::TlsConnector,
     let mut builder = native_tls::TlsConnector::builder();
     builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("BG_TLS_CA_FILE {}: {e}", path.display()))?;
+        let pem =
+            std::fs::read(path).map_err(|e| format!("BG_TLS_CA_FILE {}: {e}", path.display()))?;
         let certs = pem_blocks(&pem);
         if certs.is_empty() {
             return Err(format!(
@@ -153,7 +153,10 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream
 /// Whether an I/O error means a socket timeout (a timed-out read surfaces as
 /// `WouldBlock`/EAGAIN on Linux, not only `TimedOut`).
 pub fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 #[cfg(test)]

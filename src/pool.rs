@@ -10,12 +10,12 @@
 //! account's remaining tasks are skipped and the error recorded. A failure
 //! or panic in a task fails that task only.
 
+use crate::imap::{self, Client, MailboxStatus};
 use crate::logging::{at, at_account, THREADING};
 use crate::schedule::Kind;
 use crate::store::{Account, Store};
 use crate::sync::{self, discover, Ctx, Limits, SyncError};
 use crate::writer::Writer;
-use crate::imap::{self, Client, MailboxStatus};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -119,10 +119,7 @@ pub fn run(
     db_path: &std::path::Path,
     progress: &dyn Progress,
 ) -> Vec<Outcome> {
-    let wanted: usize = work
-        .iter()
-        .map(|_| settings.max_connections as usize)
-        .sum();
+    let wanted: usize = work.iter().map(|_| settings.max_connections as usize).sum();
     let threads = wanted.min(settings.max_threads).max(1);
     let pool = Pool {
         state: Mutex::new(State {
@@ -130,7 +127,11 @@ pub fn run(
                 .into_iter()
                 .map(|w| Acct {
                     account: w.account,
-                    jobs: w.folders.into_iter().map(|(f, k)| Job::Folder(f, k)).collect(),
+                    jobs: w
+                        .folders
+                        .into_iter()
+                        .map(|(f, k)| Job::Folder(f, k))
+                        .collect(),
                     open: 0,
                     discovered: false,
                     discovering: false,
@@ -154,7 +155,9 @@ pub fn run(
                 .name(format!("t{}", i + 1))
                 .spawn_scoped(scope, move || match Store::open_unmigrated(db_path) {
                     Ok(store) => pool.worker(&store),
-                    Err(e) => log::error!(target: THREADING, "worker cannot open the database: {e}"),
+                    Err(e) => {
+                        log::error!(target: THREADING, "worker cannot open the database: {e}")
+                    }
                 });
             if let Err(e) = spawned {
                 log::error!(target: THREADING, "cannot start worker t{}: {e}", i + 1);
@@ -269,7 +272,11 @@ impl Pool<'_> {
                 .writer
                 .submit(move |s| s.set_account_error(acntid, Some(&reason), now));
         } else {
-            log::warn!("account {}: {error}; reconnecting {}", a.account.email, at_account(acntid));
+            log::warn!(
+                "account {}: {error}; reconnecting {}",
+                a.account.email,
+                at_account(acntid)
+            );
         }
     }
 
@@ -285,13 +292,20 @@ impl Pool<'_> {
                 return;
             }
         };
-        log::debug!("logged in to {} as {} {}", client.peer(), account.imap_login(), at_account(acntid));
+        log::debug!(
+            "logged in to {} as {} {}",
+            client.peer(),
+            account.imap_login(),
+            at_account(acntid)
+        );
         if account.last_error.is_some() {
             let mut st = self.lock();
             if !st.accts[idx].cleared {
                 st.accts[idx].cleared = true;
                 let now = s.now;
-                let _ = self.writer.submit(move |w| w.set_account_error(acntid, None, now));
+                let _ = self
+                    .writer
+                    .submit(move |w| w.set_account_error(acntid, None, now));
             }
         }
         if discover_first {
@@ -330,13 +344,17 @@ impl Pool<'_> {
                     break;
                 };
                 let status = match job {
-                    Job::Folder(emfdid, _) | Job::Large(emfdid) => {
-                        store.folder(emfdid).ok().flatten().and_then(|f| a.statuses.get(&f.imap_name).copied())
-                    }
+                    Job::Folder(emfdid, _) | Job::Large(emfdid) => store
+                        .folder(emfdid)
+                        .ok()
+                        .flatten()
+                        .and_then(|f| a.statuses.get(&f.imap_name).copied()),
                 };
                 (job, status)
             };
-            let result = catch_unwind(AssertUnwindSafe(|| self.run_job(&mut client, &ctx, job, status)));
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                self.run_job(&mut client, &ctx, job, status)
+            }));
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(SyncError::Imap(e))) if e.is_connection() => {
@@ -379,7 +397,10 @@ impl Pool<'_> {
             .folders(Some(acntid), true)
             .map(|v| v.into_iter().map(|f| f.emfdid).collect())
             .unwrap_or_default();
-        let live = match self.writer.call(move |s| s.apply_discovery(acntid, &found, now)) {
+        let live = match self
+            .writer
+            .call(move |s| s.apply_discovery(acntid, &found, now))
+        {
             Ok(live) => live,
             Err(e) => {
                 log::error!(target: THREADING, "cannot record the folders: {e} {}", at_account(acntid));
@@ -409,7 +430,12 @@ impl Pool<'_> {
         self.progress.add_total(added);
         let need_status: Vec<Vec<u8>> = live
             .iter()
-            .filter(|f| a.jobs.iter().any(|j| *j == Job::Folder(f.emfdid, Kind::Recent) || *j == Job::Folder(f.emfdid, Kind::Full)))
+            .filter(|f| {
+                a.jobs.iter().any(|j| {
+                    *j == Job::Folder(f.emfdid, Kind::Recent)
+                        || *j == Job::Folder(f.emfdid, Kind::Full)
+                })
+            })
             .filter(|f| !statuses.contains_key(&f.imap_name))
             .map(|f| f.imap_name.clone().into_bytes())
             .collect();
@@ -432,7 +458,13 @@ impl Pool<'_> {
         Ok(())
     }
 
-    fn run_job(&self, client: &mut Client, ctx: &Ctx<'_>, job: Job, status: Option<MailboxStatus>) -> Result<(), SyncError> {
+    fn run_job(
+        &self,
+        client: &mut Client,
+        ctx: &Ctx<'_>,
+        job: Job,
+        status: Option<MailboxStatus>,
+    ) -> Result<(), SyncError> {
         match job {
             Job::Folder(emfdid, kind) => {
                 let Some(folder) = ctx.store.folder(emfdid)? else {
@@ -453,7 +485,11 @@ impl Pool<'_> {
                     at(folder.acntid, emfdid)
                 );
                 if !out.complete {
-                    log::info!("run time limit reached: '{}' continues next run {}", folder.name, at(folder.acntid, emfdid));
+                    log::info!(
+                        "run time limit reached: '{}' continues next run {}",
+                        folder.name,
+                        at(folder.acntid, emfdid)
+                    );
                 }
                 let mut st = self.lock();
                 st.outcomes.push(Outcome::Synced {
@@ -463,7 +499,11 @@ impl Pool<'_> {
                     complete: out.complete,
                 });
                 if out.large_pending && out.complete {
-                    if let Some(a) = st.accts.iter_mut().find(|a| a.account.acntid == folder.acntid) {
+                    if let Some(a) = st
+                        .accts
+                        .iter_mut()
+                        .find(|a| a.account.acntid == folder.acntid)
+                    {
                         a.jobs.push_back(Job::Large(emfdid));
                     }
                 }
@@ -474,7 +514,10 @@ impl Pool<'_> {
                     return Ok(());
                 };
                 let n = sync::fetch_large(client, ctx, &folder)?;
-                log::debug!("fetched {n} large messages whole {}", at(folder.acntid, emfdid));
+                log::debug!(
+                    "fetched {n} large messages whole {}",
+                    at(folder.acntid, emfdid)
+                );
                 Ok(())
             }
         }
@@ -493,6 +536,8 @@ impl Pool<'_> {
         });
         drop(st);
         let (now, e) = (self.settings.now, error.to_string());
-        let _ = self.writer.submit(move |s| s.set_folder_error(emfdid, Some(&e), now));
+        let _ = self
+            .writer
+            .submit(move |s| s.set_folder_error(emfdid, Some(&e), now));
     }
 }

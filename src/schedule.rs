@@ -103,7 +103,12 @@ pub struct Task {
 }
 
 /// Whether `usrid` counts as logged in at `now`.
-pub fn logged_in(usrid: Option<i64>, sessions: &[crate::store::Session], s: &Settings, now: i64) -> bool {
+pub fn logged_in(
+    usrid: Option<i64>,
+    sessions: &[crate::store::Session],
+    s: &Settings,
+    now: i64,
+) -> bool {
     usrid.is_some_and(|u| {
         sessions.iter().any(|x| {
             x.usrid == u
@@ -115,7 +120,13 @@ pub fn logged_in(usrid: Option<i64>, sessions: &[crate::store::Session], s: &Set
 
 /// When the folder is next due (the moment a run at or after it syncs it);
 /// `now` or earlier when it is due already.
-pub fn next_due<Tz: TimeZone>(f: &FolderInput, logged_in: bool, s: &Settings, now: i64, tz: &Tz) -> i64 {
+pub fn next_due<Tz: TimeZone>(
+    f: &FolderInput,
+    logged_in: bool,
+    s: &Settings,
+    now: i64,
+    tz: &Tz,
+) -> i64 {
     let Some(last_full) = f.last_full_sync_at else {
         return now;
     };
@@ -150,7 +161,17 @@ pub fn plan<Tz: TimeZone>(
     let window = window_start(tz, now, s.lo_start);
     let mut tasks: Vec<Task> = folders
         .iter()
-        .filter_map(|f| due(f, logged_in(f.usrid, sessions, s, now), s, now, window, tz, force))
+        .filter_map(|f| {
+            due(
+                f,
+                logged_in(f.usrid, sessions, s, now),
+                s,
+                now,
+                window,
+                tz,
+                force,
+            )
+        })
         .collect();
     tasks.sort_by(|a, b| {
         a.class
@@ -293,10 +314,7 @@ pub fn window_start<Tz: TimeZone>(tz: &Tz, now: i64, start: LocalTime) -> i64 {
     };
     match at(today) {
         Some(t) if t <= now => t,
-        _ => today
-            .pred_opt()
-            .and_then(at)
-            .unwrap_or(now - 86_400),
+        _ => today.pred_opt().and_then(at).unwrap_or(now - 86_400),
     }
 }
 
@@ -319,7 +337,9 @@ pub fn resolve_local<Tz: TimeZone>(tz: &Tz, naive: NaiveDateTime) -> DateTime<Tz
             let guess = naive.and_utc().timestamp();
             let (mut lo, mut hi) = (guess - 26 * 3600, guess + 26 * 3600);
             let reads = |t: i64| {
-                let utc = DateTime::from_timestamp(t, 0).unwrap_or_default().naive_utc();
+                let utc = DateTime::from_timestamp(t, 0)
+                    .unwrap_or_default()
+                    .naive_utc();
                 let offset = tz.offset_from_utc_datetime(&utc).fix().local_minus_utc();
                 utc + chrono::Duration::seconds(offset as i64)
             };
@@ -331,7 +351,9 @@ pub fn resolve_local<Tz: TimeZone>(tz: &Tz, naive: NaiveDateTime) -> DateTime<Tz
                     lo = mid + 1;
                 }
             }
-            let utc = DateTime::from_timestamp(lo, 0).unwrap_or_default().naive_utc();
+            let utc = DateTime::from_timestamp(lo, 0)
+                .unwrap_or_default()
+                .naive_utc();
             tz.from_utc_datetime(&utc)
         }
     }
@@ -426,7 +448,10 @@ mod tests {
             usrid: 10,
             last_activity_at: Some(now - 1441),
         }];
-        assert_eq!(plan(&[f.clone()], &at_edge, &s, now, &Warsaw, false).len(), 1);
+        assert_eq!(
+            plan(std::slice::from_ref(&f), &at_edge, &s, now, &Warsaw, false).len(),
+            1
+        );
         assert!(plan(&[f], &past_edge, &s, now, &Warsaw, false).is_empty());
     }
 
@@ -452,13 +477,48 @@ mod tests {
         let s = settings();
         // (name, now, last full, due)
         let cases: &[(&str, &str, &str, bool)] = &[
-            ("before_window_synced_yesterday_evening", "2026-06-02 19:59:59", "2026-06-01 20:05:00", false),
-            ("window_opens", "2026-06-02 20:00:00", "2026-06-01 20:05:00", true),
-            ("already_synced_tonight", "2026-06-02 20:10:00", "2026-06-02 20:00:30", false),
-            ("window_crossed_midnight_missed", "2026-06-03 00:30:00", "2026-06-02 19:00:00", true),
-            ("window_crossed_midnight_done", "2026-06-03 00:30:00", "2026-06-02 20:01:00", false),
-            ("missed_evening_caught_up_next_morning", "2026-06-03 08:00:00", "2026-06-01 20:01:00", true),
-            ("synced_exactly_at_window", "2026-06-02 21:00:00", "2026-06-02 20:00:00", false),
+            (
+                "before_window_synced_yesterday_evening",
+                "2026-06-02 19:59:59",
+                "2026-06-01 20:05:00",
+                false,
+            ),
+            (
+                "window_opens",
+                "2026-06-02 20:00:00",
+                "2026-06-01 20:05:00",
+                true,
+            ),
+            (
+                "already_synced_tonight",
+                "2026-06-02 20:10:00",
+                "2026-06-02 20:00:30",
+                false,
+            ),
+            (
+                "window_crossed_midnight_missed",
+                "2026-06-03 00:30:00",
+                "2026-06-02 19:00:00",
+                true,
+            ),
+            (
+                "window_crossed_midnight_done",
+                "2026-06-03 00:30:00",
+                "2026-06-02 20:01:00",
+                false,
+            ),
+            (
+                "missed_evening_caught_up_next_morning",
+                "2026-06-03 08:00:00",
+                "2026-06-01 20:01:00",
+                true,
+            ),
+            (
+                "synced_exactly_at_window",
+                "2026-06-02 21:00:00",
+                "2026-06-02 20:00:00",
+                false,
+            ),
         ];
         for (name, now, last, want) in cases {
             let now = t(&Warsaw, now);
@@ -490,15 +550,60 @@ mod tests {
                 .timestamp()
         };
         let cases: &[(&str, i64, LocalTime, i64)] = &[
-            ("plain_evening", utc("2026-06-02 17:30:00"), hm(20, 0), utc("2026-06-01 18:00:00")),
-            ("after_window_same_day", utc("2026-06-02 18:00:00"), hm(20, 0), utc("2026-06-02 18:00:00")),
-            ("dst_spring_forward_gap", utc("2026-03-29 05:00:00"), hm(2, 30), utc("2026-03-29 01:00:00")),
-            ("dst_spring_day_before_gap_instant", utc("2026-03-29 00:59:59"), hm(2, 30), utc("2026-03-28 01:30:00")),
-            ("dst_fall_back_first_occurrence", utc("2026-10-25 00:30:00"), hm(2, 30), utc("2026-10-25 00:30:00")),
-            ("dst_fall_back_counts_once", utc("2026-10-25 01:45:00"), hm(2, 30), utc("2026-10-25 00:30:00")),
-            ("dst_spring_evening_window", utc("2026-03-29 17:30:00"), hm(20, 0), utc("2026-03-28 19:00:00")),
-            ("dst_spring_evening_window_open", utc("2026-03-29 18:00:00"), hm(20, 0), utc("2026-03-29 18:00:00")),
-            ("midnight_window", utc("2026-06-02 21:59:59"), hm(0, 0), utc("2026-06-01 22:00:00")),
+            (
+                "plain_evening",
+                utc("2026-06-02 17:30:00"),
+                hm(20, 0),
+                utc("2026-06-01 18:00:00"),
+            ),
+            (
+                "after_window_same_day",
+                utc("2026-06-02 18:00:00"),
+                hm(20, 0),
+                utc("2026-06-02 18:00:00"),
+            ),
+            (
+                "dst_spring_forward_gap",
+                utc("2026-03-29 05:00:00"),
+                hm(2, 30),
+                utc("2026-03-29 01:00:00"),
+            ),
+            (
+                "dst_spring_day_before_gap_instant",
+                utc("2026-03-29 00:59:59"),
+                hm(2, 30),
+                utc("2026-03-28 01:30:00"),
+            ),
+            (
+                "dst_fall_back_first_occurrence",
+                utc("2026-10-25 00:30:00"),
+                hm(2, 30),
+                utc("2026-10-25 00:30:00"),
+            ),
+            (
+                "dst_fall_back_counts_once",
+                utc("2026-10-25 01:45:00"),
+                hm(2, 30),
+                utc("2026-10-25 00:30:00"),
+            ),
+            (
+                "dst_spring_evening_window",
+                utc("2026-03-29 17:30:00"),
+                hm(20, 0),
+                utc("2026-03-28 19:00:00"),
+            ),
+            (
+                "dst_spring_evening_window_open",
+                utc("2026-03-29 18:00:00"),
+                hm(20, 0),
+                utc("2026-03-29 18:00:00"),
+            ),
+            (
+                "midnight_window",
+                utc("2026-06-02 21:59:59"),
+                hm(0, 0),
+                utc("2026-06-01 22:00:00"),
+            ),
         ];
         for (name, now, start, want) in cases {
             assert_eq!(window_start(&Warsaw, *now, *start), *want, "{name}");
@@ -513,12 +618,27 @@ mod tests {
                 .and_utc()
                 .timestamp()
         };
-        assert_eq!(parse_at(&Warsaw, "2026-06-02 20:05:00"), Some(utc("2026-06-02 18:05:00")));
+        assert_eq!(
+            parse_at(&Warsaw, "2026-06-02 20:05:00"),
+            Some(utc("2026-06-02 18:05:00"))
+        );
         // nonexistent: the first instant after the gap
-        assert_eq!(parse_at(&Warsaw, "2026-03-29 02:30:00"), Some(utc("2026-03-29 01:00:00")));
+        assert_eq!(
+            parse_at(&Warsaw, "2026-03-29 02:30:00"),
+            Some(utc("2026-03-29 01:00:00"))
+        );
         // ambiguous: first occurrence
-        assert_eq!(parse_at(&Warsaw, "2026-10-25 02:30:00"), Some(utc("2026-10-25 00:30:00")));
-        for bad in ["2026-02-30 10:00:00", "2026-06-02 25:00:00", "2026-06-02", "yesterday", ""] {
+        assert_eq!(
+            parse_at(&Warsaw, "2026-10-25 02:30:00"),
+            Some(utc("2026-10-25 00:30:00"))
+        );
+        for bad in [
+            "2026-02-30 10:00:00",
+            "2026-06-02 25:00:00",
+            "2026-06-02",
+            "yesterday",
+            "",
+        ] {
             assert_eq!(parse_at(&Warsaw, bad), None, "{bad}");
         }
     }
@@ -531,9 +651,15 @@ mod tests {
         assert_eq!(next_due(&f, true, &s, now, &Warsaw), now - 100 + 600 - 60);
         assert_eq!(next_due(&f, false, &s, now, &Warsaw), now - 100 + 1800 - 60);
         let f = lo(2, Some(t(&Warsaw, "2026-06-01 20:10:00")));
-        assert_eq!(next_due(&f, false, &s, now, &Warsaw), t(&Warsaw, "2026-06-02 20:00:00"));
+        assert_eq!(
+            next_due(&f, false, &s, now, &Warsaw),
+            t(&Warsaw, "2026-06-02 20:00:00")
+        );
         let f = lo(2, Some(t(&Warsaw, "2026-05-30 20:10:00")));
-        assert_eq!(next_due(&f, false, &s, now, &Warsaw), t(&Warsaw, "2026-06-01 20:00:00"));
+        assert_eq!(
+            next_due(&f, false, &s, now, &Warsaw),
+            t(&Warsaw, "2026-06-01 20:00:00")
+        );
         assert_eq!(next_due(&hi(3, None, None), true, &s, now, &Warsaw), now);
     }
 
@@ -550,12 +676,12 @@ mod tests {
             f
         };
         let folders = vec![
-            lo(1, None),                                                   // lo, never synced
-            other_user(hi(2, Some(now - 4000), Some(now - 4000))),         // hi not logged in, recent due
-            hi(3, Some(now - 700), Some(now - 1000)),                      // hi logged in, 100 s overdue
-            hi(4, Some(now - 2000), Some(now - 2000)),                     // hi logged in, 1400 s overdue
-            hi(5, None, None),                                             // hi logged in, never synced
-            lo(6, Some(now - 3 * 86_400)),                                 // lo, missed evenings
+            lo(1, None),                                           // lo, never synced
+            other_user(hi(2, Some(now - 4000), Some(now - 4000))), // hi not logged in, recent due
+            hi(3, Some(now - 700), Some(now - 1000)),              // hi logged in, 100 s overdue
+            hi(4, Some(now - 2000), Some(now - 2000)),             // hi logged in, 1400 s overdue
+            hi(5, None, None),                                     // hi logged in, never synced
+            lo(6, Some(now - 3 * 86_400)),                         // lo, missed evenings
         ];
         let tasks = plan(&folders, &logged_in(now), &s, now, &Warsaw, false);
         let order: Vec<i64> = tasks.iter().filter_map(|t| t.emfdid).collect();
@@ -576,7 +702,14 @@ mod tests {
             emfdid: None,
             ..hi(0, None, None)
         };
-        let tasks = plan(&[fresh.clone(), done.clone(), newacct], &[], &s, now, &Warsaw, false);
+        let tasks = plan(
+            &[fresh.clone(), done.clone(), newacct],
+            &[],
+            &s,
+            now,
+            &Warsaw,
+            false,
+        );
         assert_eq!(kinds(&tasks), vec![(None, "full"), (Some(1), "full")]);
         let tasks = plan(&[fresh.clone(), done], &[], &s, now, &Warsaw, true);
         assert_eq!(kinds(&tasks), vec![(Some(1), "full"), (Some(2), "full")]);

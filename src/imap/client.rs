@@ -486,7 +486,10 @@ impl Client {
     }
 
     /// STATUS of several folders, pipelined (one round trip for all).
-    pub fn status_many(&mut self, names: &[Vec<u8>]) -> Result<HashMap<Vec<u8>, MailboxStatus>, Error> {
+    pub fn status_many(
+        &mut self,
+        names: &[Vec<u8>],
+    ) -> Result<HashMap<Vec<u8>, MailboxStatus>, Error> {
         let items = if self.caps.has("CONDSTORE") {
             "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
         } else {
@@ -609,7 +612,12 @@ impl Client {
 
     /// APPENDs a message; returns APPENDUID's (uidvalidity, uid) when the
     /// server tells (UIDPLUS).
-    pub fn append(&mut self, mailbox: &[u8], flags: &str, raw: &[u8]) -> Result<Option<(u32, u32)>, Error> {
+    pub fn append(
+        &mut self,
+        mailbox: &[u8],
+        flags: &str,
+        raw: &[u8],
+    ) -> Result<Option<(u32, u32)>, Error> {
         let flags = format!("({flags})");
         let done = self.run_ok(
             "APPEND",
@@ -732,7 +740,7 @@ impl Client {
             return Ok(None);
         }
         // Synchronizing literals: send up to each one, wait for "+".
-        let mut line = format!("{tag}").into_bytes();
+        let mut line = tag.as_bytes().to_vec();
         for part in parts {
             line.push(b' ');
             match part {
@@ -934,7 +942,9 @@ fn status_from(items: &[(&[u8], u64)]) -> MailboxStatus {
 
 /// Whether `s` can travel as a quoted string.
 fn quotable(s: &[u8]) -> bool {
-    s.len() < 1024 && s.iter().all(|b| (0x01..0x80).contains(b) && *b != b'\r' && *b != b'\n')
+    s.len() < 1024
+        && s.iter()
+            .all(|b| (0x01..0x80).contains(b) && *b != b'\r' && *b != b'\n')
 }
 
 fn quote_into(out: &mut Vec<u8>, s: &[u8]) {
@@ -996,7 +1006,15 @@ mod tests {
     #[test]
     fn quoting_and_literals() {
         assert_eq!(
-            encode("a1", &[Part::Raw("LOGIN"), Part::Str(b"u\"s\\er"), Part::Str(b"p w")], false),
+            encode(
+                "a1",
+                &[
+                    Part::Raw("LOGIN"),
+                    Part::Str(b"u\"s\\er"),
+                    Part::Str(b"p w")
+                ],
+                false
+            ),
             Some(b"a1 LOGIN \"u\\\"s\\\\er\" \"p w\"\r\n".to_vec())
         );
         assert_eq!(encode("a2", &[Part::Str("zażółć".as_bytes())], false), None);
@@ -1011,7 +1029,10 @@ mod tests {
         let items = vec![
             (b"UID".as_slice(), Value::Atom(b"7")),
             (b"RFC822.SIZE".as_slice(), Value::Atom(b"3")),
-            (b"FLAGS".as_slice(), Value::List(vec![Value::Atom(b"\\Seen")])),
+            (
+                b"FLAGS".as_slice(),
+                Value::List(vec![Value::Atom(b"\\Seen")]),
+            ),
             (b"BODY[HEADER]".as_slice(), Value::Str(Cow::Borrowed(b"h"))),
             (b"BODY[]".as_slice(), Value::Nil),
         ];

@@ -8,13 +8,13 @@
 //! what it sends: the LOGIN line carries the password.
 
 mod client;
-mod parse;
 mod error;
+mod parse;
 pub mod utf7;
 
 pub use client::{Capabilities, Client, Done, Fetched, ListEntry, MailboxStatus, Part};
-pub use parse::Status;
 pub use error::Error;
+pub use parse::Status;
 
 /// Formats UIDs (any order, no duplicates needed) as a compact UID set: `1:5,7,9:12`.
 pub fn uid_set(uids: &[u32]) -> String {
@@ -52,6 +52,9 @@ mod tests {
         assert_eq!(uid_set(&[]), "");
         assert_eq!(uid_set(&[5]), "5");
         assert_eq!(uid_set(&[3, 1, 2, 7, 9, 10, 11, 9]), "1:3,7,9:11");
-        assert_eq!(uid_set(&[u32::MAX, u32::MAX - 1]), format!("{}:{}", u32::MAX - 1, u32::MAX));
+        assert_eq!(
+            uid_set(&[u32::MAX, u32::MAX - 1]),
+            format!("{}:{}", u32::MAX - 1, u32::MAX)
+        );
     }
 }

@@ -25,6 +25,9 @@ impl std::fmt::Display for ParseError {
 
 type Res<T> = Result<T, ParseError>;
 
+/// A status response's parts: status, response code, text.
+type StatusParts<'a> = (Status, Option<&'a [u8]>, &'a [u8]);
+
 /// A value of a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value<'a> {
@@ -228,7 +231,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn status_rest(&mut self) -> Res<(Status, Option<&'a [u8]>, &'a [u8])> {
+    fn status_rest(&mut self) -> Res<StatusParts<'a>> {
         let w = self.word();
         let Some(status) = Self::status_word(w) else {
             return self.err("expected OK, NO, BAD, BYE or PREAUTH");
@@ -275,7 +278,9 @@ impl<'a> Parser<'a> {
             b"CAPABILITY" => {
                 let rest = self.rest_of_line();
                 Ok(Untagged::Capability(
-                    rest.split(|b| *b == b' ').filter(|s| !s.is_empty()).collect(),
+                    rest.split(|b| *b == b' ')
+                        .filter(|s| !s.is_empty())
+                        .collect(),
                 ))
             }
             b"LIST" | b"LSUB" => self.list(),
@@ -552,7 +557,8 @@ mod tests {
 
     #[test]
     fn tagged_with_code() {
-        let r = parse(b"a7 OK [READ-ONLY] Examine completed (0.001 + 0.000 secs).\r\n").expect("parse");
+        let r =
+            parse(b"a7 OK [READ-ONLY] Examine completed (0.001 + 0.000 secs).\r\n").expect("parse");
         assert_eq!(
             r,
             Response::Tagged {
@@ -563,13 +569,22 @@ mod tests {
             }
         );
         let r = parse(b"a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n").expect("parse");
-        assert!(matches!(r, Response::Tagged { status: Status::No, .. }));
+        assert!(matches!(
+            r,
+            Response::Tagged {
+                status: Status::No,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn untagged_status_codes() {
         let u = untagged(b"* OK [UIDVALIDITY 3857529045] UIDs valid\r\n");
-        let Untagged::Status { code: Some(code), .. } = u else {
+        let Untagged::Status {
+            code: Some(code), ..
+        } = u
+        else {
             panic!("{u:?}")
         };
         assert_eq!(code_number(code, "UIDVALIDITY"), Some(3857529045));
@@ -577,7 +592,10 @@ mod tests {
         assert_eq!(code_number(b"UIDNEXT x", "UIDNEXT"), None);
         assert!(matches!(
             untagged(b"* BYE server shutting down\r\n"),
-            Untagged::Status { status: Status::Bye, .. }
+            Untagged::Status {
+                status: Status::Bye,
+                ..
+            }
         ));
         assert_eq!(untagged(b"* 23 EXISTS\r\n"), Untagged::Exists(23));
     }
@@ -594,21 +612,32 @@ mod tests {
             }
         );
         let u = untagged(b"* LIST () \"/\" \"a\\\"b\\\\c\"\r\n");
-        let Untagged::List { name, .. } = u else { panic!() };
+        let Untagged::List { name, .. } = u else {
+            panic!()
+        };
         assert_eq!(name.as_ref(), b"a\"b\\c");
         let u = untagged(b"* LIST () NIL {5}\r\nx y*z\r\n");
-        let Untagged::List { name, delimiter, .. } = u else { panic!() };
+        let Untagged::List {
+            name, delimiter, ..
+        } = u
+        else {
+            panic!()
+        };
         assert_eq!(name.as_ref(), b"x y*z");
         assert_eq!(delimiter, None);
         let u = untagged(b"* LIST (\\Noselect) \"/\" INBOX\r\n");
-        let Untagged::List { name, .. } = u else { panic!() };
+        let Untagged::List { name, .. } = u else {
+            panic!()
+        };
         assert_eq!(name.as_ref(), b"INBOX");
     }
 
     #[test]
     fn mailbox_status() {
         let u = untagged(b"* STATUS \"Za&AXwA8wFCAQc-\" (MESSAGES 3 UIDNEXT 44 UIDVALIDITY 9 HIGHESTMODSEQ 120)\r\n");
-        let Untagged::MailboxStatus { name, items } = u else { panic!() };
+        let Untagged::MailboxStatus { name, items } = u else {
+            panic!()
+        };
         assert_eq!(name.as_ref(), b"Za&AXwA8wFCAQc-");
         assert_eq!(
             items,
@@ -632,14 +661,27 @@ mod tests {
         .into_bytes();
         resp.extend_from_slice(body);
         resp.extend_from_slice(b")\r\n");
-        let Untagged::Fetch { seq, items } = untagged(&resp) else { panic!() };
+        let Untagged::Fetch { seq, items } = untagged(&resp) else {
+            panic!()
+        };
         assert_eq!(seq, 12);
-        let get = |k: &[u8]| items.iter().find(|(key, _)| *key == k).map(|(_, v)| v.clone());
+        let get = |k: &[u8]| {
+            items
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(get(b"UID").and_then(|v| v.number()), Some(501));
-        assert_eq!(get(b"BODY[]").and_then(|v| v.bytes().map(<[u8]>::to_vec)), Some(body.to_vec()));
+        assert_eq!(
+            get(b"BODY[]").and_then(|v| v.bytes().map(<[u8]>::to_vec)),
+            Some(body.to_vec())
+        );
         assert_eq!(
             get(b"FLAGS"),
-            Some(Value::List(vec![Value::Atom(b"\\Seen"), Value::Atom(b"$Label1")]))
+            Some(Value::List(vec![
+                Value::Atom(b"\\Seen"),
+                Value::Atom(b"$Label1")
+            ]))
         );
         assert_eq!(get(b"MODSEQ"), Some(Value::List(vec![Value::Atom(b"77")])));
     }
@@ -647,16 +689,24 @@ mod tests {
     #[test]
     fn fetch_header_fields_section_and_nil() {
         let u = untagged(b"* 1 FETCH (UID 9 BODY[HEADER.FIELDS (MESSAGE-ID)] {4}\r\nab\r\n BODY[TEXT]<0> NIL)\r\n");
-        let Untagged::Fetch { items, .. } = u else { panic!() };
+        let Untagged::Fetch { items, .. } = u else {
+            panic!()
+        };
         assert_eq!(items[1].0, b"BODY[HEADER.FIELDS (MESSAGE-ID)]");
         assert_eq!(items[2], (b"BODY[TEXT]<0>".as_slice(), Value::Nil));
     }
 
     #[test]
     fn search_and_vanished() {
-        assert_eq!(untagged(b"* SEARCH 1 5 9\r\n"), Untagged::Search(vec![1, 5, 9]));
+        assert_eq!(
+            untagged(b"* SEARCH 1 5 9\r\n"),
+            Untagged::Search(vec![1, 5, 9])
+        );
         assert_eq!(untagged(b"* SEARCH\r\n"), Untagged::Search(vec![]));
-        assert_eq!(untagged(b"* SEARCH 2 3 (MODSEQ 9)\r\n"), Untagged::Search(vec![2, 3]));
+        assert_eq!(
+            untagged(b"* SEARCH 2 3 (MODSEQ 9)\r\n"),
+            Untagged::Search(vec![2, 3])
+        );
         assert_eq!(
             untagged(b"* VANISHED (EARLIER) 300:310,405\r\n"),
             Untagged::Vanished {

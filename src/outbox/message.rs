@@ -74,11 +74,12 @@ pub fn check(raw: &[u8], account_email: &str) -> Result<Envelope, String> {
         };
         let Some(list) = list else { continue };
         let field = h.name().to_string();
-        let addrs = addresses(h.value())
-            .map_err(|bad| format!("{field}: '{bad}' is not an address"))?;
+        let addrs =
+            addresses(h.value()).map_err(|bad| format!("{field}: '{bad}' is not an address"))?;
         if addrs.is_empty() && !is_group_only(h.value()) {
             let text = String::from_utf8_lossy(
-                raw.get(h.offset_start() as usize..h.offset_end() as usize).unwrap_or_default(),
+                raw.get(h.offset_start() as usize..h.offset_end() as usize)
+                    .unwrap_or_default(),
             )
             .trim()
             .to_string();
@@ -114,7 +115,9 @@ fn check_header_lines(header: &[u8]) -> Result<(), String> {
             return Err("the header contains a NUL byte".into());
         }
         if *b == b'\r' && header.get(i + 1) != Some(&b'\n') {
-            return Err("the header contains a CR that does not end a line (header injection?)".into());
+            return Err(
+                "the header contains a CR that does not end a line (header injection?)".into(),
+            );
         }
     }
     for (n, line) in header.split(|b| *b == b'\n').enumerate() {
@@ -150,7 +153,9 @@ fn check_header_lines(header: &[u8]) -> Result<(), String> {
 fn shown(line: &[u8]) -> String {
     let s = String::from_utf8_lossy(line);
     let s: String = s.chars().take(80).collect();
-    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn is_group_only(v: &HeaderValue<'_>) -> bool {
@@ -194,7 +199,9 @@ fn addresses(v: &HeaderValue<'_>) -> Result<Vec<String>, String> {
 pub fn valid_address(a: &str) -> bool {
     let a = a.trim();
     !a.is_empty()
-        && !a.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'<' || b == b'>')
+        && !a
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' ' || b == b'<' || b == b'>')
         && lettre::Address::from_str(a).is_ok()
 }
 
@@ -262,14 +269,21 @@ mod tests {
         assert_eq!(env.mail_from, "jan@example.com");
         assert_eq!(
             env.rcpt_to,
-            vec!["a@example.com", "b@example.com", "c@example.com", "d@example.com", "e@example.com"]
+            vec![
+                "a@example.com",
+                "b@example.com",
+                "c@example.com",
+                "d@example.com",
+                "e@example.com"
+            ]
         );
         assert_eq!(env.message_id.as_deref(), Some("id1@example.com"));
     }
 
     #[test]
     fn sender_wins_and_duplicates_go() {
-        let m = b"From: a@example.com\nSender: s@example.com\nTo: x@example.com, X@EXAMPLE.com\n\nb";
+        let m =
+            b"From: a@example.com\nSender: s@example.com\nTo: x@example.com, X@EXAMPLE.com\n\nb";
         let env = check(m, "acct@example.com").expect("valid");
         assert_eq!(env.mail_from, "s@example.com");
         assert_eq!(env.rcpt_to, vec!["x@example.com"]);
@@ -282,14 +296,46 @@ mod tests {
             ("empty", b"", "empty"),
             ("no_header", b"\r\nbody", "no header"),
             ("no_from", b"To: a@example.com\r\n\r\nb", "no From"),
-            ("no_recipient", b"From: a@example.com\r\n\r\nb", "no recipient"),
-            ("bare_cr_injection", b"From: a@example.com\r\nTo: b@example.com\rBcc: evil@example.com\r\n\r\nb", "CR"),
-            ("nul_in_header", b"From: a@example.com\r\nTo: b@exa\0mple.com\r\n\r\nb", "NUL"),
-            ("line_without_colon", b"From: a@example.com\r\nTo: b@example.com\r\nthis is not a header\r\n\r\nb", "not 'Name: value'"),
-            ("starts_with_continuation", b" From: a@example.com\r\nTo: b@example.com\r\n\r\nb", "continuation"),
-            ("bad_name", b"From: a@example.com\r\nT o: b@example.com\r\n\r\nb", "bad field name"),
-            ("unparsable_to", b"From: a@example.com\r\nTo: not an address\r\n\r\nb", "To"),
-            ("unparsable_from", b"From: nobody\r\nTo: b@example.com\r\n\r\nb", "From"),
+            (
+                "no_recipient",
+                b"From: a@example.com\r\n\r\nb",
+                "no recipient",
+            ),
+            (
+                "bare_cr_injection",
+                b"From: a@example.com\r\nTo: b@example.com\rBcc: evil@example.com\r\n\r\nb",
+                "CR",
+            ),
+            (
+                "nul_in_header",
+                b"From: a@example.com\r\nTo: b@exa\0mple.com\r\n\r\nb",
+                "NUL",
+            ),
+            (
+                "line_without_colon",
+                b"From: a@example.com\r\nTo: b@example.com\r\nthis is not a header\r\n\r\nb",
+                "not 'Name: value'",
+            ),
+            (
+                "starts_with_continuation",
+                b" From: a@example.com\r\nTo: b@example.com\r\n\r\nb",
+                "continuation",
+            ),
+            (
+                "bad_name",
+                b"From: a@example.com\r\nT o: b@example.com\r\n\r\nb",
+                "bad field name",
+            ),
+            (
+                "unparsable_to",
+                b"From: a@example.com\r\nTo: not an address\r\n\r\nb",
+                "To",
+            ),
+            (
+                "unparsable_from",
+                b"From: nobody\r\nTo: b@example.com\r\n\r\nb",
+                "From",
+            ),
             ("not_a_message", b"hello world\n", "not 'Name: value'"),
         ];
         for (name, raw, want) in cases {
@@ -300,7 +346,8 @@ mod tests {
 
     #[test]
     fn group_syntax_without_members_is_fine_with_other_recipients() {
-        let m = b"From: a@example.com\r\nTo: undisclosed-recipients:;\r\nBcc: x@example.com\r\n\r\nb";
+        let m =
+            b"From: a@example.com\r\nTo: undisclosed-recipients:;\r\nBcc: x@example.com\r\n\r\nb";
         let env = check(m, "acct@example.com").expect("valid");
         assert_eq!(env.rcpt_to, vec!["x@example.com"]);
     }
@@ -316,7 +363,10 @@ mod tests {
         let w = wire(OK, None, true);
         let text = String::from_utf8(w).expect("utf8");
         assert!(!text.to_lowercase().contains("bcc"), "{text}");
-        assert!(!text.contains("e@example.com"), "continuation of Bcc left: {text}");
+        assert!(
+            !text.contains("e@example.com"),
+            "continuation of Bcc left: {text}"
+        );
         assert!(text.contains("Cc: c@example.com\r\nSubject: hi\r\n"));
         let lf = b"From: a@x.com\nTo: b@x.com\n\nline1\nline2\n.\n";
         let w = wire(lf, Some("m1@x.com"), true);
@@ -328,12 +378,18 @@ mod tests {
         let body_bcc = b"From: a@x.com\r\nTo: b@x.com\r\n\r\nBcc: stays\r\n";
         assert_eq!(wire(body_bcc, None, true), body_bcc.to_vec());
         // no trailing newline: kept as is
-        assert_eq!(wire(b"From: a@x.com\n\nx", None, false), b"From: a@x.com\r\n\r\nx".to_vec());
+        assert_eq!(
+            wire(b"From: a@x.com\n\nx", None, false),
+            b"From: a@x.com\r\n\r\nx".to_vec()
+        );
     }
 
     #[test]
     fn made_ids() {
-        assert_eq!(made_message_id(7, 100, "jan@example.com"), "backproc.7.100@example.com");
+        assert_eq!(
+            made_message_id(7, 100, "jan@example.com"),
+            "backproc.7.100@example.com"
+        );
         assert_eq!(made_message_id(7, 100, "weird"), "backproc.7.100@localhost");
     }
 }

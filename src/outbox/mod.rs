@@ -76,7 +76,10 @@ pub fn drain_during_run(
             break;
         }
         let until = Instant::now() + POLL;
-        while Instant::now() < until && Instant::now() < deadline && !sync_done.load(Ordering::SeqCst) {
+        while Instant::now() < until
+            && Instant::now() < deadline
+            && !sync_done.load(Ordering::SeqCst)
+        {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -133,7 +136,11 @@ fn drain_once(
                 .map(|(a, _)| a)
                 .collect();
             if session.is_none() && session_error.is_none() && !pending.is_empty() {
-                match smtp::connect(account, config.tls_ca_file.as_deref(), Duration::from_secs(config.io_timeout)) {
+                match smtp::connect(
+                    account,
+                    config.tls_ca_file.as_deref(),
+                    Duration::from_secs(config.io_timeout),
+                ) {
                     Ok(s) => session = Some(s),
                     Err(e) => {
                         health.failed(acntid);
@@ -142,12 +149,20 @@ fn drain_once(
                 }
             }
             let attempt = match (&mut session, &session_error) {
-                _ if pending.is_empty() => smtp::Attempt { rcpts: vec![], broken: false },
+                _ if pending.is_empty() => smtp::Attempt {
+                    rcpts: vec![],
+                    broken: false,
+                },
                 (Some(s), _) => s.send(&prepared.mail_from, &pending, &prepared.wire),
                 (None, e) => smtp::Attempt {
                     rcpts: pending
                         .iter()
-                        .map(|r| (r.clone(), Delivery::Temporary(e.clone().unwrap_or_default())))
+                        .map(|r| {
+                            (
+                                r.clone(),
+                                Delivery::Temporary(e.clone().unwrap_or_default()),
+                            )
+                        })
                         .collect(),
                     broken: false,
                 },
@@ -182,7 +197,12 @@ struct Prepared {
 
 /// Checks a message as `outbox add` does (the web app may have inserted it
 /// directly) and completes its envelope; a bad one is failed with the reason.
-fn prepare(store: &mut Store, row: &OutboxRow, account: &Account, now: i64) -> Result<Option<Prepared>> {
+fn prepare(
+    store: &mut Store,
+    row: &OutboxRow,
+    account: &Account,
+    now: i64,
+) -> Result<Option<Prepared>> {
     let reject = |store: &mut Store, why: String| -> Result<Option<Prepared>> {
         log::error!(target: THREADING, "message emoid={} refused: {why} {}", row.emoid, at_account(row.acntid));
         store.outbox_reject(row.emoid, &why, now)?;
@@ -204,7 +224,11 @@ fn prepare(store: &mut Store, row: &OutboxRow, account: &Account, now: i64) -> R
         return reject(store, format!("mail_from '{mail_from}' is not an address"));
     }
     let rcpts: Vec<String> = match row.rcpt_to.as_deref().filter(|r| !r.trim().is_empty()) {
-        Some(list) => list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        Some(list) => list
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
         None => env.rcpt_to.clone(),
     };
     if let Some(bad) = rcpts.iter().find(|r| !message::valid_address(r)) {
@@ -229,7 +253,13 @@ fn prepare(store: &mut Store, row: &OutboxRow, account: &Account, now: i64) -> R
 
 /// Records an attempt and logs its one line; returns false when the message
 /// failed (for good or for now).
-fn record(store: &mut Store, row: &OutboxRow, attempt: &smtp::Attempt, config: &Config, now: i64) -> Result<bool> {
+fn record(
+    store: &mut Store,
+    row: &OutboxRow,
+    attempt: &smtp::Attempt,
+    config: &Config,
+    now: i64,
+) -> Result<bool> {
     let before = store.outbox_rcpts(row.emoid)?;
     let mut changes: Vec<(String, RcptState, Option<String>)> = Vec::new();
     let mut states: Vec<RcptState> = Vec::new();
@@ -277,7 +307,9 @@ fn record(store: &mut Store, row: &OutboxRow, attempt: &smtp::Attempt, config: &
                 .iter()
                 .zip(before.iter())
                 .any(|(s, (a, _))| a == addr && *s == RcptState::Pending);
-            if pending_now || (*state == RcptState::Pending && !changes.iter().any(|(a, _, _)| a == addr)) {
+            if pending_now
+                || (*state == RcptState::Pending && !changes.iter().any(|(a, _, _)| a == addr))
+            {
                 changes.retain(|(a, _, _)| a != addr);
                 changes.push((addr.clone(), RcptState::Failed, Some(why.clone())));
                 rejected.push(format!("{addr}: {why}"));
@@ -308,7 +340,10 @@ fn record(store: &mut Store, row: &OutboxRow, attempt: &smtp::Attempt, config: &
     let at = at_account(row.acntid);
     match after.state {
         "sent" if last_error.is_none() => {
-            log::info!("sent message emoid={} to {delivered} recipients {at}", row.emoid);
+            log::info!(
+                "sent message emoid={} to {delivered} recipients {at}",
+                row.emoid
+            );
             Ok(true)
         }
         "sent" => {
@@ -357,7 +392,10 @@ fn copy_to_sent(store: &mut Store, config: &Config, now: i64, deadline: Instant)
             return;
         }
         if let Err(e) = copy_account(store, config, acntid, now) {
-            log::warn!("Sent copies wait for a later run: {e} {}", at_account(acntid));
+            log::warn!(
+                "Sent copies wait for a later run: {e} {}",
+                at_account(acntid)
+            );
         }
     }
 }
@@ -370,19 +408,29 @@ fn copy_account(store: &mut Store, config: &Config, acntid: i64, now: i64) -> Re
         }
         return Ok(());
     };
-    if account.imap_host.as_deref().is_none_or(|h| h.trim().is_empty()) {
+    if account
+        .imap_host
+        .as_deref()
+        .is_none_or(|h| h.trim().is_empty())
+    {
         for r in &rows {
             store.set_sent_copy(r.emoid, "none", Some("the account has no IMAP server"), now)?;
         }
         return Ok(());
     }
     let tls = crate::net::tls_connector(config.tls_ca_file.as_deref()).map_err(Error::Other)?;
-    let (mut client, _) = crate::sync::discover::connect(&account, &tls, Duration::from_secs(config.io_timeout))
-        .map_err(|e| Error::Other(e.to_string()))?;
-    let folder = sent::sent_folder(&mut client, store, acntid).map_err(|e| Error::Other(e.to_string()))?;
+    let (mut client, _) =
+        crate::sync::discover::connect(&account, &tls, Duration::from_secs(config.io_timeout))
+            .map_err(|e| Error::Other(e.to_string()))?;
+    let folder =
+        sent::sent_folder(&mut client, store, acntid).map_err(|e| Error::Other(e.to_string()))?;
     for r in rows {
-        let Some(raw) = store.outbox_raw(r.emoid)? else { continue };
-        let own_id = message::check(&raw, &account.email).ok().and_then(|e| e.message_id);
+        let Some(raw) = store.outbox_raw(r.emoid)? else {
+            continue;
+        };
+        let own_id = message::check(&raw, &account.email)
+            .ok()
+            .and_then(|e| e.message_id);
         let Some(id) = own_id.clone().or(r.message_id.clone()) else {
             store.set_sent_copy(r.emoid, "none", Some("no Message-ID"), now)?;
             continue;
@@ -394,7 +442,11 @@ fn copy_account(store: &mut Store, config: &Config, acntid: i64, now: i64) -> Re
                 log::debug!(
                     "message emoid={}: {} in Sent {}",
                     r.emoid,
-                    if appended { "copy stored" } else { "the server already had a copy" },
+                    if appended {
+                        "copy stored"
+                    } else {
+                        "the server already had a copy"
+                    },
                     at_account(acntid)
                 );
             }
@@ -418,12 +470,13 @@ pub fn command(layout: &Layout, cmd: OutboxCmd, now: i64) -> Result<i32> {
         OutboxCmd::Add { account, file } => {
             let raw = if file == "-" {
                 let mut buf = Vec::new();
-                std::io::stdin()
-                    .read_to_end(&mut buf)
-                    .map_err(|e| Error::Input(format!("cannot read the message from stdin: {e}")))?;
+                std::io::stdin().read_to_end(&mut buf).map_err(|e| {
+                    Error::Input(format!("cannot read the message from stdin: {e}"))
+                })?;
                 buf
             } else {
-                std::fs::read(&file).map_err(|e| Error::Input(format!("cannot read {file}: {e}")))?
+                std::fs::read(&file)
+                    .map_err(|e| Error::Input(format!("cannot read {file}: {e}")))?
             };
             let acct = store
                 .account(account)?
@@ -441,7 +494,10 @@ pub fn command(layout: &Layout, cmd: OutboxCmd, now: i64) -> Result<i32> {
             println!("{emoid}");
             Ok(exit::OK)
         }
-        OutboxCmd::List { state, json: as_json } => {
+        OutboxCmd::List {
+            state,
+            json: as_json,
+        } => {
             if let Some(s) = &state {
                 if !["queued", "sending", "sent", "failed", "cancelled"].contains(&s.as_str()) {
                     return Err(Error::Usage(format!(
@@ -474,7 +530,10 @@ pub fn command(layout: &Layout, cmd: OutboxCmd, now: i64) -> Result<i32> {
                         r.attempts,
                         r.mail_from.as_deref().unwrap_or("-"),
                         r.rcpt_to.as_deref().unwrap_or("-"),
-                        r.last_error.as_deref().map(|e| format!("\n       {e}")).unwrap_or_default()
+                        r.last_error
+                            .as_deref()
+                            .map(|e| format!("\n       {e}"))
+                            .unwrap_or_default()
                     );
                 }
             }
@@ -482,7 +541,9 @@ pub fn command(layout: &Layout, cmd: OutboxCmd, now: i64) -> Result<i32> {
         }
         OutboxCmd::Retry { emoid } => {
             if !store.outbox_retry(emoid, now)? {
-                return Err(Error::Input(format!("message {emoid} is not failed or queued")));
+                return Err(Error::Input(format!(
+                    "message {emoid} is not failed or queued"
+                )));
             }
             Ok(exit::OK)
         }
@@ -502,7 +563,11 @@ pub fn test_account(a: &Account, config: &Config) -> Result<i32> {
     let tls = crate::net::tls_connector(config.tls_ca_file.as_deref()).map_err(Error::Other)?;
     match crate::sync::discover::connect(a, &tls, timeout) {
         Ok((client, _)) => {
-            println!("imap: ok ({}), capabilities: {}", client.peer(), client.caps().sorted().join(" "));
+            println!(
+                "imap: ok ({}), capabilities: {}",
+                client.peer(),
+                client.caps().sorted().join(" ")
+            );
             client.logout();
         }
         Err(e) => {

@@ -67,7 +67,16 @@ mod tests {
 
     #[test]
     fn backoff_table() {
-        let cases: &[(i64, i64)] = &[(1, 300), (2, 600), (3, 1200), (4, 2400), (5, 4000), (6, 4000), (60, 4000), (0, 300)];
+        let cases: &[(i64, i64)] = &[
+            (1, 300),
+            (2, 600),
+            (3, 1200),
+            (4, 2400),
+            (5, 4000),
+            (6, 4000),
+            (60, 4000),
+            (0, 300),
+        ];
         for (attempts, want) in cases {
             assert_eq!(backoff(*attempts, 300, 4000), *want, "attempt {attempts}");
         }
@@ -80,17 +89,70 @@ mod tests {
         let t0 = 1_000_000;
         let cases: &[(&str, &[RcptState], i64, &str, Option<i64>, bool)] = &[
             ("all_sent", &[Sent, Sent], t0 + 10, "sent", None, false),
-            ("one_rejected_one_sent", &[Sent, Failed], t0 + 10, "sent", None, false),
-            ("all_rejected", &[Failed, Failed], t0 + 10, "failed", None, false),
-            ("one_pending", &[Sent, Pending], t0 + 10, "queued", Some(t0 + 10 + 300), false),
-            ("all_pending", &[Pending], t0 + 10, "queued", Some(t0 + 310), false),
-            ("pending_past_lifetime_nothing_sent", &[Pending], t0 + life, "failed", None, true),
-            ("pending_past_lifetime_some_sent", &[Sent, Pending], t0 + life, "sent", None, true),
-            ("pending_just_before_lifetime", &[Pending], t0 + life - 1, "queued", Some(t0 + life - 1 + 300), false),
+            (
+                "one_rejected_one_sent",
+                &[Sent, Failed],
+                t0 + 10,
+                "sent",
+                None,
+                false,
+            ),
+            (
+                "all_rejected",
+                &[Failed, Failed],
+                t0 + 10,
+                "failed",
+                None,
+                false,
+            ),
+            (
+                "one_pending",
+                &[Sent, Pending],
+                t0 + 10,
+                "queued",
+                Some(t0 + 10 + 300),
+                false,
+            ),
+            (
+                "all_pending",
+                &[Pending],
+                t0 + 10,
+                "queued",
+                Some(t0 + 310),
+                false,
+            ),
+            (
+                "pending_past_lifetime_nothing_sent",
+                &[Pending],
+                t0 + life,
+                "failed",
+                None,
+                true,
+            ),
+            (
+                "pending_past_lifetime_some_sent",
+                &[Sent, Pending],
+                t0 + life,
+                "sent",
+                None,
+                true,
+            ),
+            (
+                "pending_just_before_lifetime",
+                &[Pending],
+                t0 + life - 1,
+                "queued",
+                Some(t0 + life - 1 + 300),
+                false,
+            ),
         ];
         for (name, rcpts, now, state, next, expire) in cases {
             let a = after_attempt(rcpts, 1, t0, *now, min, max, life);
-            assert_eq!((a.state, a.next_attempt_at, a.expire_pending), (*state, *next, *expire), "{name}");
+            assert_eq!(
+                (a.state, a.next_attempt_at, a.expire_pending),
+                (*state, *next, *expire),
+                "{name}"
+            );
         }
     }
 }

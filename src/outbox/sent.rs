@@ -20,14 +20,24 @@ const USUAL_NAMES: &[&str] = &[
 
 /// Finds the account's Sent folder (special-use first, then the usual
 /// names); creates `Sent` when there is none. Returns its wire name.
-pub fn sent_folder(client: &mut Client, store: &Store, acntid: i64) -> Result<Vec<u8>, imap::Error> {
+pub fn sent_folder(
+    client: &mut Client,
+    store: &Store,
+    acntid: i64,
+) -> Result<Vec<u8>, imap::Error> {
     if let Ok(folders) = store.folders(Some(acntid), false) {
-        if let Some(f) = folders.iter().find(|f| f.special.as_deref() == Some("sent")) {
+        if let Some(f) = folders
+            .iter()
+            .find(|f| f.special.as_deref() == Some("sent"))
+        {
             return Ok(f.imap_name.clone().into_bytes());
         }
     }
     let entries = client.list()?;
-    if let Some(e) = entries.iter().find(|e| e.attributes.iter().any(|a| a == "\\sent")) {
+    if let Some(e) = entries
+        .iter()
+        .find(|e| e.attributes.iter().any(|a| a == "\\sent"))
+    {
         return Ok(e.name.clone());
     }
     for usual in USUAL_NAMES {
@@ -39,13 +49,22 @@ pub fn sent_folder(client: &mut Client, store: &Store, acntid: i64) -> Result<Ve
             return Ok(e.name.clone());
         }
     }
-    client.run_ok("CREATE", &[Part::Raw("CREATE"), Part::Str(b"Sent")], &mut |_| Ok(()))?;
+    client.run_ok(
+        "CREATE",
+        &[Part::Raw("CREATE"), Part::Str(b"Sent")],
+        &mut |_| Ok(()),
+    )?;
     Ok(b"Sent".to_vec())
 }
 
 /// Stores `wire` in `folder` with `\Seen` unless a message with
 /// `message_id` is there already. Returns true when it appended.
-pub fn store_copy(client: &mut Client, folder: &[u8], message_id: &str, wire: &[u8]) -> Result<bool, imap::Error> {
+pub fn store_copy(
+    client: &mut Client,
+    folder: &[u8],
+    message_id: &str,
+    wire: &[u8],
+) -> Result<bool, imap::Error> {
     client.examine(folder)?;
     let found = client.uid_search_header("Message-ID", &format!("<{message_id}>"))?;
     if !found.is_empty() {

@@ -50,7 +50,7 @@ fn pem_certs(path: &Path) -> Result<Vec<Certificate>, String> {
     let mut out = Vec::new();
     for block in text.split_inclusive("-----END CERTIFICATE-----") {
         if let Some(start) = block.find("-----BEGIN CERTIFICATE-----") {
-            let cert = Certificate::from_pem(block[start..].as_bytes())
+            let cert = Certificate::from_pem(&block.as_bytes()[start..])
                 .map_err(|e| format!("BG_TLS_CA_FILE {}: {e}", path.display()))?;
             out.push(cert);
         }
@@ -69,7 +69,11 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
 
 /// Connects, secures (implicit TLS or STARTTLS, never a silent downgrade)
 /// and authenticates.
-pub fn connect(account: &Account, ca_file: Option<&Path>, timeout: Duration) -> Result<Session, String> {
+pub fn connect(
+    account: &Account,
+    ca_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<Session, String> {
     let security = Security::from_str(&account.smtp_security)
         .map_err(|e| format!("account {}: smtp_security: {e}", account.acntid))?;
     let host = account
@@ -81,7 +85,8 @@ pub fn connect(account: &Account, ca_file: Option<&Path>, timeout: Duration) -> 
         .to_string();
     let port = match account.smtp_port {
         None => security.default_smtp_port(),
-        Some(p) => u16::try_from(p).map_err(|_| format!("account {}: bad smtp_port {p}", account.acntid))?,
+        Some(p) => u16::try_from(p)
+            .map_err(|_| format!("account {}: bad smtp_port {p}", account.acntid))?,
     };
     let peer = format!("{host}:{port}");
     let mut builder = TlsParameters::builder(host.clone());
@@ -98,12 +103,19 @@ pub fn connect(account: &Account, ca_file: Option<&Path>, timeout: Duration) -> 
     let (tx, rx) = mpsc::channel();
     let (h, t, hl) = (host.clone(), tls.clone(), hello.clone());
     let implicit = security == Security::Tls;
-    let addrs = crate::net::resolve(&host, port, timeout).map_err(|e| format!("cannot connect to {peer}: {e}"))?;
+    let addrs = crate::net::resolve(&host, port, timeout)
+        .map_err(|e| format!("cannot connect to {peer}: {e}"))?;
     std::thread::Builder::new()
         .name("smtp-connect".into())
         .spawn(move || {
             let _ = h;
-            let r = SmtpConnection::connect(&addrs[..], Some(timeout), &hl, implicit.then_some(&t), None);
+            let r = SmtpConnection::connect(
+                &addrs[..],
+                Some(timeout),
+                &hl,
+                implicit.then_some(&t),
+                None,
+            );
             let _ = tx.send(r);
         })
         .map_err(|e| format!("cannot start a thread: {e}"))?;
@@ -111,12 +123,10 @@ pub fn connect(account: &Account, ca_file: Option<&Path>, timeout: Duration) -> 
     let mut conn = match rx.recv_timeout(timeout * 2 + Duration::from_secs(1)) {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(format!("cannot connect to {peer}: {}", describe(&e))),
-        Err(_) => {
-            return Err(format!(
-                "cannot connect to {peer}: no answer within {} s (connect, TLS handshake or greeting)",
-                timeout.as_secs()
-            ))
-        }
+        Err(_) => return Err(format!(
+            "cannot connect to {peer}: no answer within {} s (connect, TLS handshake or greeting)",
+            timeout.as_secs()
+        )),
     };
     match security {
         Security::Tls => {}
@@ -137,13 +147,14 @@ pub fn connect(account: &Account, ca_file: Option<&Path>, timeout: Duration) -> 
             || conn.server_info().supports_auth_mechanism(Mechanism::Login);
         if offers_auth {
             let creds = Credentials::new(account.smtp_login().to_string(), password.to_string());
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds).map_err(|e| {
-                format!(
-                    "{peer}: login as {} refused: {}",
-                    account.smtp_login(),
-                    describe(&e)
-                )
-            })?;
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
+                .map_err(|e| {
+                    format!(
+                        "{peer}: login as {} refused: {}",
+                        account.smtp_login(),
+                        describe(&e)
+                    )
+                })?;
         } else {
             log::debug!("{peer} offers no AUTH: sending without logging in");
         }
@@ -218,23 +229,35 @@ impl Session {
                         for rest in rcpts.iter().filter(|x| !done.contains(x)) {
                             out.push((rest.clone(), Delivery::Temporary(describe(&e))));
                         }
-                        return Attempt { rcpts: out, broken: true };
+                        return Attempt {
+                            rcpts: out,
+                            broken: true,
+                        };
                     }
                 }
             }
         }
         if accepted.is_empty() {
             let _ = self.conn.command(Rset);
-            return Attempt { rcpts: out, broken: false };
+            return Attempt {
+                rcpts: out,
+                broken: false,
+            };
         }
         // lettre ends the data with CRLF.CRLF: the message's own last line
         // end is the first CRLF of that, so it must not be sent twice.
         let body = wire.strip_suffix(b"\r\n").unwrap_or(wire);
-        let data = self.conn.command(Data).and_then(|_| self.conn.message(body));
+        let data = self
+            .conn
+            .command(Data)
+            .and_then(|_| self.conn.message(body));
         match data {
             Ok(_) => {
                 out.extend(accepted.into_iter().map(|a| (a, Delivery::Accepted)));
-                Attempt { rcpts: out, broken: false }
+                Attempt {
+                    rcpts: out,
+                    broken: false,
+                }
             }
             Err(e) => {
                 let (d, broken) = classify(&e);

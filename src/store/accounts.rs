@@ -46,11 +46,17 @@ impl std::fmt::Debug for Account {
 impl Account {
     /// The IMAP login: `imap_login`, else the address.
     pub fn imap_login(&self) -> &str {
-        self.imap_login.as_deref().filter(|s| !s.is_empty()).unwrap_or(&self.email)
+        self.imap_login
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.email)
     }
     /// The SMTP login: `smtp_login`, else the address.
     pub fn smtp_login(&self) -> &str {
-        self.smtp_login.as_deref().filter(|s| !s.is_empty()).unwrap_or(&self.email)
+        self.smtp_login
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.email)
     }
 }
 
@@ -135,7 +141,9 @@ impl Store {
     pub fn accounts(&self) -> Result<Vec<Account>> {
         let mut stmt = self
             .conn()
-            .prepare(&format!("SELECT {COLUMNS} FROM email_accounts ORDER BY acntid"))
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM email_accounts ORDER BY acntid"
+            ))
             .context("list accounts")?;
         let rows = stmt
             .query_map([], from_row)

@@ -52,7 +52,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Folder> {
         name: r.get(2)?,
         imap_name: r.get(3)?,
         special: r.get(4)?,
-        priority: r.get::<_, Option<String>>(5)?.unwrap_or_else(|| "lo".into()),
+        priority: r
+            .get::<_, Option<String>>(5)?
+            .unwrap_or_else(|| "lo".into()),
         uidvalidity: r.get::<_, Option<i64>>(6)?.map(clamp_u32),
         uidnext: r.get::<_, Option<i64>>(7)?.map(clamp_u32),
         last_uid: r.get::<_, Option<i64>>(8)?.map(clamp_u32).unwrap_or(0),
@@ -111,7 +113,12 @@ pub(super) fn insert_inbox(tx: &Transaction<'_>, acntid: i64) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn apply_patch(tx: &Transaction<'_>, emfdid: i64, p: &FolderPatch, now: i64) -> Result<()> {
+pub(super) fn apply_patch(
+    tx: &Transaction<'_>,
+    emfdid: i64,
+    p: &FolderPatch,
+    now: i64,
+) -> Result<()> {
     let mut sets: Vec<&str> = Vec::new();
     let mut values: Vec<rusqlite::types::Value> = Vec::new();
     use rusqlite::types::Value;
@@ -134,7 +141,9 @@ pub(super) fn apply_patch(tx: &Transaction<'_>, emfdid: i64, p: &FolderPatch, no
     }
     if let Some(v) = p.highestmodseq {
         sets.push("highestmodseq = ?");
-        values.push(v.map_or(Value::Null, |v| Value::Integer(v.min(i64::MAX as u64) as i64)));
+        values.push(v.map_or(Value::Null, |v| {
+            Value::Integer(v.min(i64::MAX as u64) as i64)
+        }));
     }
     if let Some(v) = p.recent_sync_at {
         sets.push("last_recent_sync_at = ?");
@@ -156,7 +165,10 @@ pub(super) fn apply_patch(tx: &Transaction<'_>, emfdid: i64, p: &FolderPatch, no
         return Ok(());
     }
     values.push(Value::Integer(emfdid));
-    let sql = format!("UPDATE email_folders SET {} WHERE emfdid = ?", sets.join(", "));
+    let sql = format!(
+        "UPDATE email_folders SET {} WHERE emfdid = ?",
+        sets.join(", ")
+    );
     tx.prepare_cached(&sql)
         .and_then(|mut s| s.execute(rusqlite::params_from_iter(values)))
         .context(format!("update folder {emfdid}"))?;
@@ -214,7 +226,9 @@ impl Store {
     /// Sets a folder's priority (`folder priority`). False when unknown.
     pub fn set_folder_priority(&mut self, emfdid: i64, priority: &str) -> Result<bool> {
         if priority != "hi" && priority != "lo" {
-            return Err(Error::Usage(format!("priority must be hi or lo, got '{priority}'")));
+            return Err(Error::Usage(format!(
+                "priority must be hi or lo, got '{priority}'"
+            )));
         }
         self.write(|tx| {
             let n = tx

@@ -31,7 +31,11 @@ pub enum Op {
     /// Messages the server no longer has.
     Expunge { uids: Vec<u32> },
     /// A row of an older generation is this message of the current one.
-    Remap { emmsid: i64, uid: u32, flags: String },
+    Remap {
+        emmsid: i64,
+        uid: u32,
+        flags: String,
+    },
     /// The whole message for a row stored header-only.
     Complete { uid: u32, raw: Vec<u8> },
     /// The new generation is complete: rows of older ones that were not
@@ -194,7 +198,9 @@ impl Store {
                 Ok(OldRow {
                     emmsid: r.get(0)?,
                     message_id: r.get(1)?,
-                    size: r.get::<_, Option<i64>>(2)?.map(|s| s.clamp(0, u32::MAX as i64) as u32),
+                    size: r
+                        .get::<_, Option<i64>>(2)?
+                        .map(|s| s.clamp(0, u32::MAX as i64) as u32),
                 })
             })
             .and_then(|rows| rows.collect())

@@ -15,7 +15,7 @@ mod sessions;
 
 pub use accounts::{Account, NewAccount};
 pub use folders::{Discovered, Folder, FolderPatch};
-pub use messages::{Applied, NewMessage, Op, OldRow};
+pub use messages::{Applied, NewMessage, OldRow, Op};
 pub use outbox::{AttemptRecord, OutboxRow, RcptState};
 pub use sessions::Session;
 
@@ -132,7 +132,10 @@ impl Store {
     }
 
     /// Runs `f` inside one immediate (write-locking) transaction.
-    pub fn write<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub fn write<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -209,32 +212,75 @@ mod tests {
             (
                 "email_accounts",
                 &[
-                    "acntid", "usrid", "email", "imap_host", "imap_port", "imap_security",
-                    "imap_login", "imap_password", "smtp_host", "smtp_port", "smtp_security",
-                    "smtp_login", "smtp_password", "active", "last_error", "last_error_at",
+                    "acntid",
+                    "usrid",
+                    "email",
+                    "imap_host",
+                    "imap_port",
+                    "imap_security",
+                    "imap_login",
+                    "imap_password",
+                    "smtp_host",
+                    "smtp_port",
+                    "smtp_security",
+                    "smtp_login",
+                    "smtp_password",
+                    "active",
+                    "last_error",
+                    "last_error_at",
                 ],
             ),
             (
                 "email_folders",
                 &[
-                    "emfdid", "acntid", "name", "imap_name", "special", "priority",
-                    "uidvalidity", "last_uid", "highestmodseq", "last_recent_sync_at",
-                    "last_full_sync_at", "removed_at", "last_error",
+                    "emfdid",
+                    "acntid",
+                    "name",
+                    "imap_name",
+                    "special",
+                    "priority",
+                    "uidvalidity",
+                    "last_uid",
+                    "highestmodseq",
+                    "last_recent_sync_at",
+                    "last_full_sync_at",
+                    "removed_at",
+                    "last_error",
                 ],
             ),
             (
                 "email_messages",
                 &[
-                    "emmsid", "emfdid", "uidvalidity", "uid", "message_id", "subject",
-                    "from_addr", "to_addrs", "date_at", "internal_date_at", "size", "flags",
-                    "partial", "raw",
+                    "emmsid",
+                    "emfdid",
+                    "uidvalidity",
+                    "uid",
+                    "message_id",
+                    "subject",
+                    "from_addr",
+                    "to_addrs",
+                    "date_at",
+                    "internal_date_at",
+                    "size",
+                    "flags",
+                    "partial",
+                    "raw",
                 ],
             ),
             (
                 "email_outbox",
                 &[
-                    "emoid", "acntid", "raw", "mail_from", "rcpt_to", "state", "attempts",
-                    "next_attempt_at", "last_error", "created_at", "sent_at",
+                    "emoid",
+                    "acntid",
+                    "raw",
+                    "mail_from",
+                    "rcpt_to",
+                    "state",
+                    "attempts",
+                    "next_attempt_at",
+                    "last_error",
+                    "created_at",
+                    "sent_at",
                 ],
             ),
         ];

@@ -33,7 +33,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
         acntid: r.get(1)?,
         mail_from: r.get(2)?,
         rcpt_to: r.get(3)?,
-        state: r.get::<_, Option<String>>(4)?.unwrap_or_else(|| "queued".into()),
+        state: r
+            .get::<_, Option<String>>(4)?
+            .unwrap_or_else(|| "queued".into()),
         attempts: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
         next_attempt_at: r.get(6)?,
         last_error: r.get(7)?,
@@ -161,9 +163,11 @@ impl Store {
     /// The bytes of a message as queued.
     pub fn outbox_raw(&self, emoid: i64) -> Result<Option<Vec<u8>>> {
         self.conn()
-            .query_row("SELECT raw FROM email_outbox WHERE emoid = ?", [emoid], |r| {
-                r.get::<_, Option<Vec<u8>>>(0)
-            })
+            .query_row(
+                "SELECT raw FROM email_outbox WHERE emoid = ?",
+                [emoid],
+                |r| r.get::<_, Option<Vec<u8>>>(0),
+            )
             .optional()
             .map(Option::flatten)
             .context(format!("read outgoing message {emoid}"))
@@ -271,7 +275,10 @@ impl Store {
             .context("read recipients")?;
         let rows = stmt
             .query_map([emoid], |r| {
-                Ok((r.get::<_, String>(0)?, RcptState::parse(&r.get::<_, String>(1)?)))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    RcptState::parse(&r.get::<_, String>(1)?),
+                ))
             })
             .and_then(|rows| rows.collect())
             .context(format!("read the recipients of message {emoid}"))?;
@@ -341,7 +348,13 @@ impl Store {
     }
 
     /// Records the Sent copy's outcome: `done`, `none`, or still `pending` with an error.
-    pub fn set_sent_copy(&mut self, emoid: i64, state: &str, error: Option<&str>, now: i64) -> Result<()> {
+    pub fn set_sent_copy(
+        &mut self,
+        emoid: i64,
+        state: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE email_outbox SET sent_copy = ?, sent_copy_error = ?, sent_copy_at = ? WHERE emoid = ?",

@@ -15,11 +15,14 @@ pub fn connect(
     tls: &native_tls::TlsConnector,
     timeout: Duration,
 ) -> Result<(Client, bool), imap::Error> {
-    let security: Security = account
-        .imap_security
-        .parse()
-        .map_err(|e: String| imap::Error::Auth(format!("account {}: imap_security: {e}", account.acntid)))?;
-    let Some(host) = account.imap_host.as_deref().filter(|h| !h.trim().is_empty()) else {
+    let security: Security = account.imap_security.parse().map_err(|e: String| {
+        imap::Error::Auth(format!("account {}: imap_security: {e}", account.acntid))
+    })?;
+    let Some(host) = account
+        .imap_host
+        .as_deref()
+        .filter(|h| !h.trim().is_empty())
+    else {
         return Err(imap::Error::Auth(format!(
             "account {} has no imap_host",
             account.acntid
@@ -45,12 +48,13 @@ pub fn connect(
 
 /// What LIST found: the selectable folders and, when the server sent them,
 /// their statuses by wire name.
-pub fn list(client: &mut Client) -> Result<(Vec<Discovered>, HashMap<String, MailboxStatus>), imap::Error> {
+pub fn list(
+    client: &mut Client,
+) -> Result<(Vec<Discovered>, HashMap<String, MailboxStatus>), imap::Error> {
     let mut found = Vec::new();
     let mut statuses = HashMap::new();
     for e in client.list()? {
-        if e
-            .attributes
+        if e.attributes
             .iter()
             .any(|a| a == "\\noselect" || a == "\\nonexistent")
         {

@@ -108,7 +108,12 @@ struct Committer<'a> {
 }
 
 impl<'a> Committer<'a> {
-    fn push(&mut self, uidvalidity: u32, ops: Vec<Op>, patch: FolderPatch) -> Result<(), SyncError> {
+    fn push(
+        &mut self,
+        uidvalidity: u32,
+        ops: Vec<Op>,
+        patch: FolderPatch,
+    ) -> Result<(), SyncError> {
         self.flush()?;
         let (emfdid, now) = (self.emfdid, self.ctx.now);
         self.pending = Some(
@@ -224,7 +229,11 @@ pub fn sync_folder(
     } else if let Some(below) = f.backfill_below {
         // A first sync that a previous run did not finish: resume below its mark.
         if below > 1 {
-            let have: HashSet<u32> = ctx.store.stored_uids(emfdid, uidvalidity)?.into_iter().collect();
+            let have: HashSet<u32> = ctx
+                .store
+                .stored_uids(emfdid, uidvalidity)?
+                .into_iter()
+                .collect();
             backfill = fetch_index(client, &format!("1:{}", below - 1), false)?
                 .into_iter()
                 .filter(|m| m.uid < below && !have.contains(&m.uid))
@@ -250,7 +259,12 @@ pub fn sync_folder(
             })
             .collect();
         new.sort_by_key(|m| m.uid);
-        for batch in plan::batches(&new, ctx.limits.batch_bytes, ctx.limits.batch_count, ctx.limits.max_message_size) {
+        for batch in plan::batches(
+            &new,
+            ctx.limits.batch_bytes,
+            ctx.limits.batch_count,
+            ctx.limits.max_message_size,
+        ) {
             if Instant::now() >= ctx.deadline {
                 interrupted = true;
                 break;
@@ -271,8 +285,13 @@ pub fn sync_folder(
 
     // The backfill, newest first.
     if !interrupted && f.backfill_below.is_some() {
-        backfill.sort_by(|a, b| b.uid.cmp(&a.uid));
-        let batches = plan::batches(&backfill, ctx.limits.batch_bytes, ctx.limits.batch_count, ctx.limits.max_message_size);
+        backfill.sort_by_key(|m| std::cmp::Reverse(m.uid));
+        let batches = plan::batches(
+            &backfill,
+            ctx.limits.batch_bytes,
+            ctx.limits.batch_count,
+            ctx.limits.max_message_size,
+        );
         let n = batches.len();
         for (i, batch) in batches.into_iter().enumerate() {
             if Instant::now() >= ctx.deadline {
@@ -310,7 +329,12 @@ pub fn sync_folder(
     c.flush()?;
 
     // Flags and expunges.
-    if !interrupted && kind == Kind::Full && !fresh_generation && f.backfill_below.is_none() && f.last_uid > 0 {
+    if !interrupted
+        && kind == Kind::Full
+        && !fresh_generation
+        && f.backfill_below.is_none()
+        && f.last_uid > 0
+    {
         let unchanged = ex.highestmodseq.is_some() && ex.highestmodseq == f.highestmodseq;
         if !unchanged {
             let (ops, _) = reconcile(client, ctx, &f, uidvalidity, &ex)?;
@@ -341,7 +365,11 @@ pub fn sync_folder(
 
 /// Fetches the bodies of messages stored header-only, one at a time (each
 /// may be as large as the server allows). Returns how many were completed.
-pub fn fetch_large(client: &mut Client, ctx: &Ctx<'_>, folder: &Folder) -> Result<usize, SyncError> {
+pub fn fetch_large(
+    client: &mut Client,
+    ctx: &Ctx<'_>,
+    folder: &Folder,
+) -> Result<usize, SyncError> {
     let Some(uidvalidity) = folder.uidvalidity else {
         return Ok(0);
     };
@@ -377,7 +405,13 @@ pub fn fetch_large(client: &mut Client, ctx: &Ctx<'_>, folder: &Folder) -> Resul
         if let Some(raw) = raw {
             let (emfdid, now) = (folder.emfdid, ctx.now);
             ctx.writer.call(move |s| {
-                s.apply(emfdid, uidvalidity, &[Op::Complete { uid, raw }], &FolderPatch::default(), now)
+                s.apply(
+                    emfdid,
+                    uidvalidity,
+                    &[Op::Complete { uid, raw }],
+                    &FolderPatch::default(),
+                    now,
+                )
             })?;
             done += 1;
         }
@@ -396,7 +430,11 @@ fn times_patch(now: i64, kind: Kind, uidnext: Option<u32>) -> FolderPatch {
 }
 
 /// `UID FETCH range (UID RFC822.SIZE FLAGS [Message-ID])`.
-fn fetch_index(client: &mut Client, range: &str, with_message_id: bool) -> Result<Vec<Indexed>, SyncError> {
+fn fetch_index(
+    client: &mut Client,
+    range: &str,
+    with_message_id: bool,
+) -> Result<Vec<Indexed>, SyncError> {
     let items = if with_message_id {
         "(UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
     } else {
@@ -496,7 +534,9 @@ fn reconcile(
         }
         Ok(())
     };
-    let since = f.highestmodseq.filter(|_| ex.highestmodseq.is_some() && client.caps().has("CONDSTORE"));
+    let since = f
+        .highestmodseq
+        .filter(|_| ex.highestmodseq.is_some() && client.caps().has("CONDSTORE"));
     let result = match since {
         Some(m) if ctx.qresync => {
             client.uid_fetch(
@@ -512,7 +552,13 @@ fn reconcile(
             r
         }
         Some(m) => {
-            client.uid_fetch(&range, "(UID FLAGS)", Some(&format!("CHANGEDSINCE {m}")), &mut collect, &mut |_| {})?;
+            client.uid_fetch(
+                &range,
+                "(UID FLAGS)",
+                Some(&format!("CHANGEDSINCE {m}")),
+                &mut collect,
+                &mut |_| {},
+            )?;
             let present = client.uid_search(&format!("UID {range}"))?;
             plan::reconcile(&stored, &server, false, Some(&present))
         }
@@ -556,9 +602,18 @@ mod tests {
 
     #[test]
     fn internal_dates() {
-        assert_eq!(internal_date(b"17-Jul-1996 02:44:25 -0700"), Some(837596665));
-        assert_eq!(internal_date(b" 7-Jul-1996 02:44:25 -0700"), Some(837596665 - 10 * 86400));
-        assert_eq!(internal_date(b"7-Jul-1996 02:44:25 +0000"), Some(837571465 - 10 * 86400));
+        assert_eq!(
+            internal_date(b"17-Jul-1996 02:44:25 -0700"),
+            Some(837596665)
+        );
+        assert_eq!(
+            internal_date(b" 7-Jul-1996 02:44:25 -0700"),
+            Some(837596665 - 10 * 86400)
+        );
+        assert_eq!(
+            internal_date(b"7-Jul-1996 02:44:25 +0000"),
+            Some(837571465 - 10 * 86400)
+        );
         assert_eq!(internal_date(b"garbage"), None);
         assert_eq!(internal_date(b"\xff"), None);
     }

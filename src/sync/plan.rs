@@ -80,7 +80,11 @@ pub fn batches(items: &[Sized], max_bytes: u64, max_count: usize, size_limit: u6
     let mut count = 0usize;
     for it in items {
         let large = size_limit > 0 && u64::from(it.size) > size_limit;
-        let weight = if large { HEADER_WEIGHT } else { u64::from(it.size) };
+        let weight = if large {
+            HEADER_WEIGHT
+        } else {
+            u64::from(it.size)
+        };
         if count > 0 && (bytes + weight > max_bytes || count >= max_count) {
             out.push(std::mem::take(&mut cur));
             bytes = 0;
@@ -241,29 +245,74 @@ mod tests {
         let f = folder();
         let cases: &[(&str, Folder, Kind, Option<MailboxStatus>, Decision)] = &[
             ("no_status", f.clone(), Kind::Recent, None, Decision::Select),
-            ("recent_unchanged", f.clone(), Kind::Recent, Some(st(7, 100, Some(900))), Decision::Skip),
-            ("recent_new_mail", f.clone(), Kind::Recent, Some(st(7, 101, Some(500))), Decision::Select),
-            ("full_unchanged", f.clone(), Kind::Full, Some(st(7, 100, Some(500))), Decision::Skip),
-            ("full_flags_changed", f.clone(), Kind::Full, Some(st(7, 100, Some(501))), Decision::Select),
-            ("full_without_condstore", f.clone(), Kind::Full, Some(st(7, 100, None)), Decision::Select),
-            ("uidvalidity_changed", f.clone(), Kind::Recent, Some(st(8, 100, Some(500))), Decision::Select),
+            (
+                "recent_unchanged",
+                f.clone(),
+                Kind::Recent,
+                Some(st(7, 100, Some(900))),
+                Decision::Skip,
+            ),
+            (
+                "recent_new_mail",
+                f.clone(),
+                Kind::Recent,
+                Some(st(7, 101, Some(500))),
+                Decision::Select,
+            ),
+            (
+                "full_unchanged",
+                f.clone(),
+                Kind::Full,
+                Some(st(7, 100, Some(500))),
+                Decision::Skip,
+            ),
+            (
+                "full_flags_changed",
+                f.clone(),
+                Kind::Full,
+                Some(st(7, 100, Some(501))),
+                Decision::Select,
+            ),
+            (
+                "full_without_condstore",
+                f.clone(),
+                Kind::Full,
+                Some(st(7, 100, None)),
+                Decision::Select,
+            ),
+            (
+                "uidvalidity_changed",
+                f.clone(),
+                Kind::Recent,
+                Some(st(8, 100, Some(500))),
+                Decision::Select,
+            ),
             (
                 "never_synced",
-                Folder { uidvalidity: None, ..f.clone() },
+                Folder {
+                    uidvalidity: None,
+                    ..f.clone()
+                },
                 Kind::Full,
                 Some(st(7, 100, Some(500))),
                 Decision::Select,
             ),
             (
                 "backfill_in_progress",
-                Folder { backfill_below: Some(50), ..f.clone() },
+                Folder {
+                    backfill_below: Some(50),
+                    ..f.clone()
+                },
                 Kind::Recent,
                 Some(st(7, 100, Some(500))),
                 Decision::Select,
             ),
             (
                 "large_pending",
-                Folder { has_partial: true, ..f.clone() },
+                Folder {
+                    has_partial: true,
+                    ..f.clone()
+                },
                 Kind::Recent,
                 Some(st(7, 100, Some(500))),
                 Decision::Select,
@@ -324,14 +373,21 @@ mod tests {
             old(13, Some("d@x"), 100),
             old(14, Some("d@x"), 100),
         ];
-        let mut pairs: Vec<(i64, u32)> = remap(&new, &rows).into_iter().map(|(e, u, _)| (e, u)).collect();
+        let mut pairs: Vec<(i64, u32)> = remap(&new, &rows)
+            .into_iter()
+            .map(|(e, u, _)| (e, u))
+            .collect();
         pairs.sort();
         assert_eq!(pairs, vec![(10, 1), (13, 6), (14, 5)]);
     }
 
     #[test]
     fn reconcile_table() {
-        let stored = vec![(1, "".to_string()), (2, "\\Seen".to_string()), (3, "".to_string())];
+        let stored = vec![
+            (1, "".to_string()),
+            (2, "\\Seen".to_string()),
+            (3, "".to_string()),
+        ];
         let full = vec![(1, "\\Flagged".to_string()), (2, "\\Seen".to_string())];
         let r = reconcile(&stored, &full, true, None);
         assert_eq!(r.flags, vec![(1, "\\Flagged".to_string())]);
@@ -348,7 +404,10 @@ mod tests {
     #[test]
     fn vanished_and_flags() {
         assert_eq!(vanished(&[1, 5, 9, 12], &[4..=9, 100..=200]), vec![5, 9]);
-        assert_eq!(flags_string(&[b"\\Seen", b"\\Recent", b"$Label1"]), "\\Seen $Label1");
+        assert_eq!(
+            flags_string(&[b"\\Seen", b"\\Recent", b"$Label1"]),
+            "\\Seen $Label1"
+        );
         assert_eq!(flags_string(&[]), "");
     }
 }

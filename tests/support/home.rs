@@ -1,0 +1,77 @@
+//! [`TempHome`]: a temp directory used as the engine's `--home`, with
+//! helpers to write `config.inc`, find the database and read the logs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A fresh, empty engine home. The engine creates `pid/ data/ logs/` itself.
+/// Removed on drop.
+pub struct TempHome {
+    dir: tempfile::TempDir,
+}
+
+impl Default for TempHome {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TempHome {
+    pub fn new() -> TempHome {
+        TempHome {
+            dir: tempfile::Builder::new()
+                .prefix("bp-home-")
+                .tempdir()
+                .expect("create temp home"),
+        }
+    }
+
+    /// The home directory (`--home`).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `HOME/config.inc`.
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("config.inc")
+    }
+
+    /// Writes `HOME/config.inc` with exactly `content` (PHP `define(...)` lines;
+    /// add `<?php` yourself if the test wants it).
+    pub fn write_config(&self, content: &str) {
+        std::fs::write(self.config_path(), content).expect("write config.inc");
+    }
+
+    /// `HOME/data/engine.sqlite`.
+    pub fn db_path(&self) -> PathBuf {
+        self.path().join("data").join("engine.sqlite")
+    }
+
+    /// `HOME/logs`.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.path().join("logs")
+    }
+
+    /// Contents of `HOME/logs/NAME` (e.g. `l-info.log`); empty if missing.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read(self.logs_dir().join(name))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// `HOME/pid/engine.pid`.
+    pub fn pid_path(&self) -> PathBuf {
+        self.path().join("pid").join("engine.pid")
+    }
+
+    /// The engine binary (`CARGO_BIN_EXE_engine`) with `--home HOME` and the
+    /// engine's own environment variables cleared, ready for more args.
+    pub fn engine(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_engine"));
+        cmd.env_remove("BACKPROC_HOME")
+            .env_remove("BACKPROC_CONFIG")
+            .arg("--home")
+            .arg(self.path());
+        cmd
+    }
+}

@@ -1,0 +1,145 @@
+//! Test support shared by every integration test: real mail servers on
+//! loopback, a temp home for the engine, and the message corpus.
+//!
+//! Include it with `mod support;` and use what the test needs. Each test
+//! binary uses a subset, hence the `dead_code` allowance.
+//!
+//! Layout:
+//! - `process`: pids, signals and waiting, without `unsafe` (signals go
+//!   through `/usr/bin/kill`, state is read from `/proc`).
+//! - `tls`: [`TestCa`], a throwaway CA and a `localhost` server cert (openssl, EC P-256).
+//! - `dovecot`: [`Dovecot`], a private Dovecot (IMAP, IMAPS, LMTP, SASL) and
+//!   [`ImapTool`], a Python imaplib client to load and inspect mailboxes
+//!   independently of the engine's own IMAP code.
+//! - `postfix`: [`Postfix`], a private Postfix delivering example.com into a [`Dovecot`].
+//! - `smtp`: [`ScriptedSmtp`] (aiosmtpd answering 4xx/5xx on cue, recording
+//!   every transaction) and [`SilentServer`] (accepts TCP, never answers).
+//! - `home`: [`TempHome`], a temp `--home` for the engine binary.
+//!
+//! Rules every server here follows: 127.0.0.1 only, its own temp dir, its own
+//! free ports (a start that loses a port race retries with new ports), stopped
+//! by pid in `Drop`, never by process name. So any number of them can run in
+//! parallel, from cargo's test threads and from separate test binaries.
+//! Everything panics with a descriptive message on failure: this is test code.
+//!
+//! Needs the Debian packages installed by `tests/install-deps.sh`, and root
+//! (Dovecot and Postfix switch users; the mail store is owned by `nobody`).
+#![allow(dead_code, unused_imports)]
+
+pub mod dovecot;
+pub mod home;
+pub mod postfix;
+pub mod process;
+pub mod smtp;
+pub mod tls;
+
+pub use dovecot::{
+    CertChoice, Dovecot, DovecotOptions, FolderInfo, FolderStatus, ImapTool,
+    CAPS_WITHOUT_CONDSTORE, DEFAULT_USERS,
+};
+pub use home::TempHome;
+pub use postfix::{Postfix, PostfixOptions};
+pub use smtp::{
+    Received, ScriptedSmtp, ScriptedSmtpOptions, SilentServer, SmtpEvent, SmtpRules, SmtpTls,
+};
+pub use tls::TestCa;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Debian's Python, which has `aiosmtpd` (a pyenv `python3` on PATH may not).
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// `tests/support/` of this crate, where the Python helpers live.
+pub fn support_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("support")
+}
+
+/// A port that was free on 127.0.0.1 a moment ago. Another process may take
+/// it before you bind it: servers started here retry on a bind failure.
+pub fn free_port() -> u16 {
+    free_ports(1)[0]
+}
+
+/// `n` distinct ports free on 127.0.0.1 (all bound at once, then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local_addr").port())
+        .collect()
+}
+
+/// Waits until 127.0.0.1:`port` accepts a TCP connection; false on timeout.
+pub fn wait_port(port: u16, timeout: Duration) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + timeout;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds; false if `timeout` passes first.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The message corpus, `tests/fixtures/corpus/*.eml` sorted by name, as
+/// (file name, exact bytes). Attribution and categories of each file are in
+/// `tests/fixtures/corpus/MANIFEST.tsv`. Dovecot stores bare LF as CRLF, NUL
+/// as 0x80 and drops a trailing lone CR, so compare what the engine stored
+/// with [`ImapTool::fetch_raw_all`], not with these bytes.
+pub fn corpus() -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.ends_with(".eml"))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let bytes = std::fs::read(dir.join(&n)).unwrap_or_else(|e| panic!("read {n}: {e}"));
+            (n, bytes)
+        })
+        .collect()
+}
+
+/// A private temp dir that the unprivileged server processes (`nobody`,
+/// `dovecot`, `postfix`) can traverse: mode 0755 instead of tempfile's 0700.
+pub(crate) fn server_temp_dir(prefix: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("create temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod temp dir");
+    dir
+}
