@@ -123,10 +123,12 @@ pub fn connect(
     let mut conn = match rx.recv_timeout(timeout * 2 + Duration::from_secs(1)) {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(format!("cannot connect to {peer}: {}", describe(&e))),
-        Err(_) => return Err(format!(
+        Err(_) => {
+            return Err(format!(
             "cannot connect to {peer}: no answer within {} s (connect, TLS handshake or greeting)",
             timeout.as_secs()
-        )),
+        ))
+        }
     };
     match security {
         Security::Tls => {}

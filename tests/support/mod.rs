@@ -27,6 +27,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod dovecot;
+pub mod engine;
 pub mod home;
 pub mod postfix;
 pub mod process;

@@ -1,0 +1,189 @@
+//! Helpers for tests that drive the engine binary: accounts, runs, the
+//! database, and the comparison of the store with the server.
+
+use super::{Dovecot, TempHome};
+use rusqlite::Connection;
+use std::io::Write;
+use std::process::{Output, Stdio};
+
+/// A test message: unique Message-ID, a Polish subject in RFC 2047, a body
+/// of about `size` bytes.
+pub fn message(i: usize, size: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: =?ISO-8859-2?Q?Pawe=B3_Nowak?= <pawel{i}@example.com>\r\n\
+         To: alice@example.com\r\n\
+         Subject: =?UTF-8?B?WmHFvMOzxYLEhyBnxJnFm2zEhSBqYcW6xYQ=?= {i}\r\n\
+         Message-ID: <msg{i}@test.example.com>\r\n\
+         Date: Sun, 29 Nov 2026 08:00:00 +0100\r\n\r\n"
+    )
+    .into_bytes();
+    let line = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n";
+    while m.len() < size {
+        m.extend_from_slice(line);
+    }
+    m
+}
+
+pub fn config(home: &TempHome, dovecot: &Dovecot, extra: &str) {
+    // PHP keeps the first define of a name: the test's own settings go first.
+    home.write_config(&format!(
+        "<?php\n{extra}\ndefine('BG_TLS_CA_FILE', '{}');\ndefine('BG_IO_TIMEOUT', 10);\n",
+        dovecot.ca_file().display()
+    ));
+}
+
+/// Adds `user`'s account over implicit TLS (verified with the test CA).
+pub fn add_account(home: &TempHome, dovecot: &Dovecot, user: &str) -> i64 {
+    add_account_with(
+        home,
+        "tls",
+        dovecot.imaps_port(),
+        user,
+        &dovecot.password(user),
+    )
+}
+
+pub fn add_account_with(
+    home: &TempHome,
+    security: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+) -> i64 {
+    let mut child = home
+        .engine()
+        .args(["account", "add", "--email"])
+        .arg(format!("{user}@example.com"))
+        .args(["--imap-host", "localhost", "--imap-port"])
+        .arg(port.to_string())
+        .args([
+            "--imap-security",
+            security,
+            "--imap-login",
+            user,
+            "--usrid",
+            "7",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn engine account add");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("account add");
+    assert!(
+        out.status.success(),
+        "account add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("account add prints the acntid")
+}
+
+pub fn engine(home: &TempHome, args: &[&str]) -> Output {
+    home.engine().args(args).output().expect("run engine")
+}
+
+/// Runs `engine run ARGS` and asserts the exit code.
+pub fn run(home: &TempHome, args: &[&str], code: i32) -> Output {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    let out = engine(home, &all);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "engine run {args:?}: stderr {}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        home.log("l-debug.log")
+    );
+    out
+}
+
+pub fn db(home: &TempHome) -> Connection {
+    Connection::open(home.db_path()).expect("open db")
+}
+
+/// The folder's id by its UTF-8 name.
+pub fn emfdid(home: &TempHome, acntid: i64, name: &str) -> i64 {
+    db(home)
+        .query_row(
+            "SELECT emfdid FROM email_folders WHERE acntid = ? AND name = ?",
+            rusqlite::params![acntid, name],
+            |r| r.get(0),
+        )
+        .unwrap_or_else(|e| panic!("folder {name}: {e}"))
+}
+
+/// (uid, raw, flags) of a folder's current generation, by uid.
+pub fn stored(home: &TempHome, emfdid: i64) -> Vec<(u32, Vec<u8>, String)> {
+    let c = db(home);
+    let mut stmt = c
+        .prepare(
+            "SELECT m.uid, m.raw, COALESCE(m.flags, '') FROM email_messages m \
+             JOIN email_folders f ON f.emfdid = m.emfdid \
+             WHERE m.emfdid = ? AND m.uidvalidity = f.uidvalidity ORDER BY m.uid",
+        )
+        .expect("prepare");
+    stmt.query_map([emfdid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+pub fn without_recent(flags: &str) -> String {
+    flags
+        .split_whitespace()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The store holds exactly what the server holds: same UIDs, byte-exact
+/// bodies, same flags, no other rows, nothing twice.
+pub fn assert_mirror(home: &TempHome, dovecot: &Dovecot, user: &str, acntid: i64, folder: &str) {
+    let id = emfdid(home, acntid, folder);
+    let server = dovecot.imap(user).fetch_raw_all(folder);
+    let local = stored(home, id);
+    assert_eq!(
+        local.iter().map(|m| m.0).collect::<Vec<_>>(),
+        server.iter().map(|m| m.0).collect::<Vec<_>>(),
+        "UIDs of {folder}"
+    );
+    for ((uid, raw, flags), (_, sraw, sflags)) in local.iter().zip(server.iter()) {
+        assert!(
+            raw == sraw,
+            "{folder} uid {uid}: stored bytes differ from the server's"
+        );
+        assert_eq!(
+            without_recent(flags),
+            without_recent(sflags),
+            "{folder} uid {uid}: flags"
+        );
+    }
+    let all: i64 = db(home)
+        .query_row(
+            "SELECT COUNT(*) FROM email_messages WHERE emfdid = ?",
+            [id],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(
+        all as usize,
+        server.len(),
+        "{folder}: rows beyond the server's messages"
+    );
+}
+
+pub fn integrity_ok(home: &TempHome) {
+    let r: String = db(home)
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(r, "ok");
+}
