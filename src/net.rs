@@ -62,6 +62,42 @@ impl Security {
     }
 }
 
+/// The TLS set-up of a run, made on first use: loading the system's root
+/// certificates costs tens of milliseconds, wasted on a run that needs no TLS.
+pub struct Tls {
+    ca_file: Option<std::path::PathBuf>,
+    connector: std::sync::OnceLock<Result<native_tls::TlsConnector, String>>,
+}
+
+impl Tls {
+    /// Checks `ca_file` now (so a bad BG_TLS_CA_FILE stops the run at once);
+    /// the connector itself is built when first needed.
+    pub fn new(ca_file: Option<&Path>) -> Result<Tls, String> {
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("BG_TLS_CA_FILE {}: {e}", path.display()))?;
+            if pem_blocks(&pem).is_empty() {
+                return Err(format!(
+                    "BG_TLS_CA_FILE {}: no PEM certificate found",
+                    path.display()
+                ));
+            }
+        }
+        Ok(Tls {
+            ca_file: ca_file.map(Path::to_path_buf),
+            connector: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The connector (built on the first call).
+    pub fn connector(&self) -> Result<&native_tls::TlsConnector, String> {
+        self.connector
+            .get_or_init(|| tls_connector(self.ca_file.as_deref()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
 /// A TLS connector that verifies certificates against the system roots and
 /// the PEM certificates of `ca_file`.
 pub fn tls_connector(ca_file: Option<&Path>) -> Result<native_tls::TlsConnector, String> {

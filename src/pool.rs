@@ -37,7 +37,7 @@ pub struct Settings {
     pub deadline: Instant,
     pub now: i64,
     pub limits: Limits,
-    pub tls: native_tls::TlsConnector,
+    pub tls: crate::net::Tls,
 }
 
 /// How one task ended.
@@ -198,10 +198,12 @@ impl Pool<'_> {
             }
             let max = self.settings.max_connections;
             let pick = st.accts.iter().position(|a| {
+                // Another connection only when there is more queued work
+                // than the open connections are about to take.
                 a.dead.is_none()
                     && a.open < max
                     && if a.discovered {
-                        !a.jobs.is_empty()
+                        a.jobs.len() > a.open as usize
                     } else {
                         !a.discovering
                     }
@@ -448,9 +450,64 @@ impl Pool<'_> {
                 }
             }
         }
+        // Folders whose status shows nothing to do are settled here in one
+        // transaction, without selecting them or holding up a connection.
         let mut st = self.lock();
         let a = &mut st.accts[idx];
+        let mut skipped: Vec<(i64, crate::store::FolderPatch)> = Vec::new();
+        a.jobs.retain(|j| {
+            let Job::Folder(emfdid, kind) = *j else {
+                return true;
+            };
+            let Some(f) = live.iter().find(|f| f.emfdid == emfdid) else {
+                return true;
+            };
+            let status = statuses.get(&f.imap_name);
+            if crate::sync::plan::decide(f, kind, status) != crate::sync::plan::Decision::Skip {
+                return true;
+            }
+            skipped.push((
+                emfdid,
+                sync::times_patch(now, kind, status.and_then(|s| s.uidnext)),
+            ));
+            false
+        });
         a.statuses = statuses;
+        drop(st);
+        if !skipped.is_empty() {
+            let patches = skipped.clone();
+            match self.writer.call(move |s| s.patch_folders(&patches, now)) {
+                Ok(()) => {
+                    let mut st = self.lock();
+                    for (emfdid, _) in &skipped {
+                        log::info!("received 0 new messages in 0s {}", at(acntid, *emfdid));
+                        st.outcomes.push(Outcome::Synced {
+                            acntid,
+                            emfdid: *emfdid,
+                            received: 0,
+                            complete: true,
+                        });
+                        self.progress.finished();
+                    }
+                }
+                Err(e) => {
+                    // Could not record them: sync them the normal way.
+                    log::warn!("{e} {}", at_account(acntid));
+                    let mut st = self.lock();
+                    let a = &mut st.accts[idx];
+                    for (emfdid, p) in skipped {
+                        let kind = if p.full_sync_at.is_some() {
+                            Kind::Full
+                        } else {
+                            Kind::Recent
+                        };
+                        a.jobs.push_back(Job::Folder(emfdid, kind));
+                    }
+                }
+            }
+        }
+        let mut st = self.lock();
+        let a = &mut st.accts[idx];
         a.discovered = true;
         a.discovering = false;
         drop(st);

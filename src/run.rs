@@ -111,7 +111,7 @@ pub fn run(layout: &Layout, config: &Config, opts: &Options, now: i64) -> Result
     };
     let started = Instant::now();
     let deadline = started + Duration::from_secs(config.max_run_time.max(1) as u64);
-    let tls = crate::net::tls_connector(config.tls_ca_file.as_deref()).map_err(|e| {
+    let tls = crate::net::Tls::new(config.tls_ca_file.as_deref()).map_err(|e| {
         Error::Config(crate::config::ConfigError {
             path: layout.config.display().to_string(),
             line: 0,

@@ -120,7 +120,7 @@ fn log_lines_follow_the_seed_format_one_per_synced_folder() {
     assert!(home.logs_dir().join("l-threading-error.txt").exists());
 }
 
-fn flags_and_expunges(dovecot: Dovecot) {
+fn flags_and_expunges(dovecot: Dovecot, method: &str) {
     let home = TempHome::new();
     config(&home, &dovecot, "");
     let imap = dovecot.imap("carol");
@@ -144,6 +144,11 @@ fn flags_and_expunges(dovecot: Dovecot) {
         )
         .expect("row");
     assert_eq!(flags, "\\Seen $Work");
+    let debug = home.log("l-debug.log");
+    assert!(
+        debug.contains(method),
+        "expected reconciliation {method}:\n{debug}"
+    );
 
     // nothing changed: a full sync leaves everything as it is
     run(&home, &["--force"], 0);
@@ -153,15 +158,18 @@ fn flags_and_expunges(dovecot: Dovecot) {
 
 #[test]
 fn full_sync_reflects_flags_and_expunges_with_qresync() {
-    flags_and_expunges(Dovecot::start());
+    flags_and_expunges(Dovecot::start(), "flags and expunges by QRESYNC");
 }
 
 #[test]
 fn full_sync_reflects_flags_and_expunges_without_condstore() {
-    flags_and_expunges(Dovecot::start_with(DovecotOptions {
-        capabilities_override: Some(support::dovecot::CAPS_WITHOUT_CONDSTORE.to_string()),
-        ..DovecotOptions::default()
-    }));
+    flags_and_expunges(
+        Dovecot::start_with(DovecotOptions {
+            capabilities_override: Some(support::dovecot::CAPS_WITHOUT_CONDSTORE.to_string()),
+            ..DovecotOptions::default()
+        }),
+        "flags and expunges by comparing every message",
+    );
 }
 
 #[test]

@@ -244,9 +244,10 @@ impl Client {
         host: &str,
         port: u16,
         security: Security,
-        tls: &native_tls::TlsConnector,
+        tls: &net::Tls,
         timeout: Duration,
     ) -> Result<Client, Error> {
+        let connector = || tls.connector().map_err(Error::Tls);
         let peer = format!("{host}:{port}");
         let tcp = net::connect(host, port, timeout).map_err(|e| {
             if net::is_timeout(&e) {
@@ -260,7 +261,7 @@ impl Client {
         })?;
         match security {
             Security::Tls => {
-                let stream = tls
+                let stream = connector()?
                     .connect(host, tcp)
                     .map_err(|e| tls_error(&peer, e, timeout))?;
                 let mut c = Client::new(Stream::Tls(Box::new(stream)), peer, timeout);
@@ -292,7 +293,7 @@ impl Client {
                 let Stream::Plain(tcp) = c.io.into_inner().stream else {
                     return Err(Error::Protocol(format!("{peer}: STARTTLS on a TLS stream")));
                 };
-                let stream = tls
+                let stream = connector()?
                     .connect(host, tcp)
                     .map_err(|e| tls_error(&peer, e, timeout))?;
                 let mut c = Client::new(Stream::Tls(Box::new(stream)), peer, timeout);

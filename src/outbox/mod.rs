@@ -418,7 +418,7 @@ fn copy_account(store: &mut Store, config: &Config, acntid: i64, now: i64) -> Re
         }
         return Ok(());
     }
-    let tls = crate::net::tls_connector(config.tls_ca_file.as_deref()).map_err(Error::Other)?;
+    let tls = crate::net::Tls::new(config.tls_ca_file.as_deref()).map_err(Error::Other)?;
     let (mut client, _) =
         crate::sync::discover::connect(&account, &tls, Duration::from_secs(config.io_timeout))
             .map_err(|e| Error::Other(e.to_string()))?;
@@ -560,7 +560,7 @@ pub fn command(layout: &Layout, cmd: OutboxCmd, now: i64) -> Result<i32> {
 pub fn test_account(a: &Account, config: &Config) -> Result<i32> {
     let timeout = Duration::from_secs(config.io_timeout);
     let mut ok = true;
-    let tls = crate::net::tls_connector(config.tls_ca_file.as_deref()).map_err(Error::Other)?;
+    let tls = crate::net::Tls::new(config.tls_ca_file.as_deref()).map_err(Error::Other)?;
     match crate::sync::discover::connect(a, &tls, timeout) {
         Ok((client, _)) => {
             println!(

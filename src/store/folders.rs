@@ -208,6 +208,18 @@ impl Store {
     /// Gives every active account without any folder its Inbox row (accounts
     /// the web app inserted itself), so the scheduler sees them.
     pub fn ensure_inboxes(&mut self) -> Result<()> {
+        let missing: i64 = self
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM email_accounts a WHERE NOT EXISTS \
+                 (SELECT 1 FROM email_folders f WHERE f.acntid = a.acntid)",
+                [],
+                |r| r.get(0),
+            )
+            .context("find accounts without folders")?;
+        if missing == 0 {
+            return Ok(());
+        }
         self.write(|tx| {
             let ids: Vec<i64> = tx
                 .prepare(
@@ -311,6 +323,16 @@ impl Store {
             Ok(())
         })?;
         self.folders(Some(acntid), false)
+    }
+
+    /// Applies several folders' patches in one transaction.
+    pub fn patch_folders(&mut self, patches: &[(i64, FolderPatch)], now: i64) -> Result<()> {
+        self.write(|tx| {
+            for (emfdid, p) in patches {
+                apply_patch(tx, *emfdid, p, now)?;
+            }
+            Ok(())
+        })
     }
 
     /// Records a folder's error (or clears it).

@@ -65,7 +65,11 @@ impl Store {
             .query_row("PRAGMA page_count", [], |r| r.get(0))
             .context(format!("read {}", path.display()))?;
         if fresh == 0 {
-            conn.pragma_update(None, "page_size", PAGE_SIZE)
+            let ps: u32 = std::env::var("BACKPROC_EXPERIMENT_PAGE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(PAGE_SIZE);
+            conn.pragma_update(None, "page_size", ps)
                 .context("set the page size")?;
         }
         let mode: String = conn
@@ -83,6 +87,9 @@ impl Store {
         // during a first sync that writes hundreds of megabytes.
         conn.pragma_update(None, "wal_autocheckpoint", 4096)
             .context("set wal_autocheckpoint")?;
+        if let Ok(extra) = std::env::var("BACKPROC_EXPERIMENT_PRAGMAS") {
+            conn.execute_batch(&extra).context("experiment pragmas")?;
+        }
         for suffix in ["", "-wal", "-shm"] {
             let mut p = path.as_os_str().to_owned();
             p.push(suffix);

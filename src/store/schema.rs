@@ -76,6 +76,9 @@ CREATE TABLE IF NOT EXISTS email_messages (
 );
 CREATE INDEX IF NOT EXISTS email_messages_message_id ON email_messages (emfdid, message_id);
 CREATE INDEX IF NOT EXISTS email_messages_partial ON email_messages (emfdid) WHERE partial = 1;
+-- Covers the flag comparison of a full sync without CONDSTORE: the rows
+-- themselves (with the start of raw inline) are never walked for it.
+CREATE INDEX IF NOT EXISTS email_messages_flags ON email_messages (emfdid, uidvalidity, uid, flags);
 
 CREATE TABLE IF NOT EXISTS email_outbox (
     emoid INTEGER PRIMARY KEY,

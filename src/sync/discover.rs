@@ -12,7 +12,7 @@ use std::time::Duration;
 /// offered. Returns the session and whether QRESYNC is on.
 pub fn connect(
     account: &Account,
-    tls: &native_tls::TlsConnector,
+    tls: &crate::net::Tls,
     timeout: Duration,
 ) -> Result<(Client, bool), imap::Error> {
     let security: Security = account.imap_security.parse().map_err(|e: String| {

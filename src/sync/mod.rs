@@ -419,7 +419,9 @@ pub fn fetch_large(
     Ok(done)
 }
 
-fn times_patch(now: i64, kind: Kind, uidnext: Option<u32>) -> FolderPatch {
+/// The folder's state after a complete task: sync times (the run's plan
+/// time), the server's UIDNEXT, no error.
+pub fn times_patch(now: i64, kind: Kind, uidnext: Option<u32>) -> FolderPatch {
     FolderPatch {
         uidnext,
         recent_sync_at: Some(now),
@@ -525,7 +527,6 @@ fn reconcile(
     ex: &MailboxStatus,
 ) -> Result<(Vec<Op>, usize), SyncError> {
     let range = format!("1:{}", f.last_uid);
-    let stored = ctx.store.stored_flags(f.emfdid, uidvalidity)?;
     let mut server: Vec<(u32, String)> = Vec::new();
     let mut vanished_ranges = Vec::new();
     let mut collect = |fe: Fetched<'_>| {
@@ -546,10 +547,12 @@ fn reconcile(
                 &mut collect,
                 &mut |r| vanished_ranges.extend_from_slice(r),
             )?;
-            let stored_uids: Vec<u32> = stored.iter().map(|(u, _)| *u).collect();
-            let mut r = plan::reconcile(&stored, &server, false, None);
-            r.expunged = plan::vanished(&stored_uids, &vanished_ranges);
-            r
+            let stored = ctx.store.stored_uids(f.emfdid, uidvalidity)?;
+            log::debug!("flags and expunges by QRESYNC since modseq {m}");
+            plan::Reconcile {
+                flags: plan::changed_of_stored(&stored, server),
+                expunged: plan::vanished(&stored, &vanished_ranges),
+            }
         }
         Some(m) => {
             client.uid_fetch(
@@ -559,11 +562,25 @@ fn reconcile(
                 &mut collect,
                 &mut |_| {},
             )?;
-            let present = client.uid_search(&format!("UID {range}"))?;
-            plan::reconcile(&stored, &server, false, Some(&present))
+            let present: HashSet<u32> = client
+                .uid_search(&format!("UID {range}"))?
+                .into_iter()
+                .collect();
+            let stored = ctx.store.stored_uids(f.emfdid, uidvalidity)?;
+            log::debug!("flags by CONDSTORE since modseq {m}, expunges by UID list");
+            plan::Reconcile {
+                expunged: stored
+                    .iter()
+                    .copied()
+                    .filter(|u| !present.contains(u))
+                    .collect(),
+                flags: plan::changed_of_stored(&stored, server),
+            }
         }
         None => {
             client.uid_fetch(&range, "(UID FLAGS)", None, &mut collect, &mut |_| {})?;
+            let stored = ctx.store.stored_flags(f.emfdid, uidvalidity)?;
+            log::debug!("flags and expunges by comparing every message");
             plan::reconcile(&stored, &server, true, None)
         }
     };

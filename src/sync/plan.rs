@@ -181,6 +181,15 @@ pub fn reconcile(
     out
 }
 
+/// Flag changes the server reported (CHANGEDSINCE) for messages we store;
+/// `stored` is ascending.
+pub fn changed_of_stored(stored: &[u32], server: Vec<(u32, String)>) -> Vec<(u32, String)> {
+    server
+        .into_iter()
+        .filter(|(uid, _)| stored.binary_search(uid).is_ok())
+        .collect()
+}
+
 /// The stored UIDs that fall in the VANISHED ranges.
 pub fn vanished(stored: &[u32], ranges: &[std::ops::RangeInclusive<u32>]) -> Vec<u32> {
     stored

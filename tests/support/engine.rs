@@ -87,6 +87,52 @@ pub fn add_account_with(
         .expect("account add prints the acntid")
 }
 
+/// One side (IMAP or SMTP) of an account for [`add_account_smtp`].
+#[derive(Clone, Copy, Debug)]
+pub struct Side<'a> {
+    /// `tls`, `starttls` or `plain`.
+    pub security: &'a str,
+    pub port: u16,
+    pub password: &'a str,
+}
+
+/// Adds `user@example.com` with IMAP and SMTP on `localhost` (login `user`
+/// on both sides, usrid 7) through `engine account add`; the two passwords
+/// go through stdin (first line IMAP, second SMTP), never argv.
+pub fn add_account_smtp(home: &TempHome, user: &str, imap: Side<'_>, smtp: Side<'_>) -> i64 {
+    let mut child = home
+        .engine()
+        .args(["account", "add", "--email"])
+        .arg(format!("{user}@example.com"))
+        .args(["--usrid", "7", "--imap-host", "localhost", "--imap-port"])
+        .arg(imap.port.to_string())
+        .args(["--imap-security", imap.security, "--imap-login", user])
+        .args(["--smtp-host", "localhost", "--smtp-port"])
+        .arg(smtp.port.to_string())
+        .args(["--smtp-security", smtp.security, "--smtp-login", user])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn engine account add");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{}\n{}\n", imap.password, smtp.password).as_bytes())
+        .expect("write passwords");
+    let out = child.wait_with_output().expect("account add");
+    assert!(
+        out.status.success(),
+        "account add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("account add prints the acntid")
+}
+
 pub fn engine(home: &TempHome, args: &[&str]) -> Output {
     home.engine().args(args).output().expect("run engine")
 }
