@@ -209,6 +209,12 @@ pub fn dispatch(cli: Cli) -> i32 {
     let now = chrono::Utc::now().timestamp();
     match execute(cli, &layout, now) {
         Ok(code) => code,
+        // `PATH:LINE: NAME expects ...` stands alone, like a compiler's
+        // diagnostic, so editors and scripts can jump to the line.
+        Err(e @ Error::Config(_)) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
         Err(e) => {
             eprintln!("engine: {e}");
             e.exit_code()
@@ -216,8 +222,17 @@ pub fn dispatch(cli: Cli) -> i32 {
     }
 }
 
+/// Reads `config.inc`. A relative `BG_TLS_CA_FILE` is taken relative to the
+/// directory of `config.inc`, not to wherever cron happens to start us.
 fn load_config(layout: &Layout) -> Result<Config> {
-    Ok(config::load(&layout.config)?)
+    let mut config = config::load(&layout.config)?;
+    if let Some(ca) = config.tls_ca_file.take() {
+        config.tls_ca_file = Some(match layout.config.parent() {
+            Some(dir) if ca.is_relative() => dir.join(ca),
+            _ => ca,
+        });
+    }
+    Ok(config)
 }
 
 fn open_store(layout: &Layout) -> Result<Store> {
@@ -235,6 +250,9 @@ fn execute(cli: Cli, layout: &Layout, now: i64) -> Result<i32> {
                 .into(),
         ));
     }
+    // The install directories come first: a home that is not a directory
+    // is a layout error (73), not an unreadable HOME/config.inc (78).
+    layout.ensure_dirs()?;
     match cli.command {
         None => run_cmd(layout, &cli.run, now),
         Some(Command::Run(args)) => run_cmd(layout, &args, now),
@@ -277,6 +295,7 @@ fn plan_cmd(layout: &Layout, args: &PlanArgs, now: i64) -> Result<i32> {
         })?,
     };
     let store = open_store(layout)?;
+    run::check_accounts(&store, &args.accounts)?;
     let (tasks, _) = plan_tasks(&store, &config, at, args.force, &args.accounts)?;
     print_plan(&store, &tasks, args.json)?;
     Ok(exit::OK)

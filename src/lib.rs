@@ -15,6 +15,7 @@
 //! - [`schedule`]: the pure scheduler: which folders are due, in what order, and why.
 //! - [`imap`]: a small blocking IMAP client with timeouts on every socket operation.
 //! - [`net`]: TCP connections with timeouts and TLS with verified certificates.
+//! - [`failpoint`]: crash points for the crash tests (`BACKPROC_FAILPOINTS`).
 //! - [`message`]: the decoded columns (subject, from, to, date) of a raw message.
 //! - [`sync`]: the sync of one folder: read the server, compute operations, apply them.
 //! - [`pool`]: the worker threads of a run and the per-account connection limits.
@@ -25,6 +26,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod imap;
 pub mod layout;
 pub mod lock;

@@ -58,15 +58,27 @@ pub fn thread_tag() -> String {
     }
 }
 
-/// Formats one line as the seed does (without the trailing newline).
+/// Formats one line as the seed does (without the trailing newline). A
+/// message is always one line: line breaks inside it (a multi-line server
+/// reply, an error's cause chain) become spaces, so `tail` and `grep` see
+/// one entry per line and a server cannot forge log lines.
 pub fn format_line(
     local_time: &chrono::NaiveDateTime,
     pid: u32,
     thread: &str,
     message: &fmt::Arguments<'_>,
 ) -> String {
+    let mut text = message.to_string();
+    if text.contains(['\n', '\r']) {
+        text = text
+            .split(['\n', '\r'])
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
     format!(
-        "[{}][#{pid}.{thread}] {message}",
+        "[{}][#{pid}.{thread}] {text}",
         local_time.format("%Y-%m-%d %H:%M:%S")
     )
 }
@@ -137,6 +149,34 @@ mod tests {
             line,
             "[2014-01-12 22:28:05][#13817.t12] received 31468 new messages in 432s [53,824]"
         );
+    }
+
+    #[test]
+    fn a_message_is_always_one_line() {
+        let t = chrono::NaiveDate::from_ymd_opt(2026, 11, 29)
+            .and_then(|d| d.and_hms_opt(9, 0, 0))
+            .expect("valid date");
+        let line = format_line(
+            &t,
+            1,
+            "t2",
+            &format_args!(
+                "send failed: {} {}",
+                "451 4.3.0 first\r\n451 4.3.0 second\r\n",
+                at_account(3)
+            ),
+        );
+        assert_eq!(
+            line,
+            "[2026-11-29 09:00:00][#1.t2] send failed: 451 4.3.0 first 451 4.3.0 second [3,]"
+        );
+        let forged = format_line(
+            &t,
+            1,
+            "t1",
+            &format_args!("x\n[2026-11-29 09:00:00][#1.t0] forged"),
+        );
+        assert!(!forged.contains('\n'), "{forged}");
     }
 
     #[test]

@@ -84,11 +84,34 @@ pub fn plan_tasks(
     Ok((tasks, accounts))
 }
 
+/// Refuses `--account ID` of an account that does not exist (exit 65): a
+/// typo in a crontab line must not turn into a run that silently does nothing.
+pub fn check_accounts(store: &Store, only: &[i64]) -> Result<()> {
+    if only.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<i64> = store.accounts()?.iter().map(|a| a.acntid).collect();
+    let unknown: Vec<String> = only
+        .iter()
+        .filter(|id| !known.contains(id))
+        .map(i64::to_string)
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Input(format!(
+            "--account: no account {}",
+            unknown.join(", ")
+        )))
+    }
+}
+
 /// Runs one cycle; returns the exit code.
 pub fn run(layout: &Layout, config: &Config, opts: &Options, now: i64) -> Result<i32> {
     layout.ensure_dirs()?;
     if opts.dry_run {
         let store = Store::open(&layout.db_path())?;
+        check_accounts(&store, &opts.accounts)?;
         let (tasks, _) = plan_tasks(&store, config, now, opts.force, &opts.accounts)?;
         crate::cli::print_plan(&store, &tasks, false)?;
         return Ok(exit::OK);
@@ -119,6 +142,7 @@ pub fn run(layout: &Layout, config: &Config, opts: &Options, now: i64) -> Result
         })
     })?;
     let mut store = Store::open(&layout.db_path())?;
+    check_accounts(&store, &opts.accounts)?;
     store.ensure_inboxes()?;
     let db_path = layout.db_path();
     let (writer, writer_thread) = Writer::spawn(Store::open_unmigrated(&db_path)?)

@@ -43,7 +43,7 @@ impl Writer {
                 for job in rx {
                     let _ = catch_unwind(AssertUnwindSafe(|| job(&mut store)));
                 }
-                if let Err(e) = store.checkpoint() {
+                if let Err(e) = store.checkpoint_if_large() {
                     log::warn!("{e}");
                 }
             })?;

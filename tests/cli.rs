@@ -8,7 +8,7 @@ use chrono::TimeZone;
 use rusqlite::Connection;
 use serde_json::Value;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -618,8 +618,72 @@ fn a_live_run_holds_the_pidfile_with_its_pid_and_start_time_and_keeps_files_priv
         "{}",
         text(&status.stdout)
     );
+    // the web app's commands do not wait for the run
+    let t = Instant::now();
+    let b = dummy_account(&home, "bob", 8);
+    let out = engine_with(
+        &home,
+        &["outbox", "add", "--account", &b.to_string()],
+        &[],
+        b"From: bob@example.com\r\nTo: carol@example.com\r\n\r\nhi\r\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    ok(&home, &["session", "touch", "8"]);
+    ok(&home, &["account", "list"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(support::process::alive(child.id()), "the run ended early");
     child.kill().expect("kill");
     child.wait().expect("wait");
+    assert!(
+        !home.log("l-debug.log").contains("pw-live-secret"),
+        "password in the log"
+    );
+}
+
+#[test]
+fn on_a_terminal_run_shows_progress_on_stderr() {
+    let dovecot = Dovecot::start();
+    let home = TempHome::new();
+    config(&home, &dovecot, "");
+    dovecot
+        .imap("dave")
+        .append_many("INBOX", &[message(1, 300), message(2, 300)]);
+    add_account(&home, &dovecot, "dave");
+    // `script` gives the engine a terminal; what it shows comes back on stdout
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!(
+            "{} --home {} run",
+            env!("CARGO_BIN_EXE_engine"),
+            home.path().display()
+        ))
+        .arg("/dev/null")
+        .env_remove("BACKPROC_HOME")
+        .env_remove("BACKPROC_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let shown = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("1/1 folders") && shown.contains("2 messages received"),
+        "{shown:?}"
+    );
+}
+
+#[test]
+fn a_damaged_database_exits_1_naming_the_file() {
+    let home = TempHome::new();
+    std::fs::create_dir(home.path().join("data")).expect("mkdir");
+    std::fs::write(home.db_path(), vec![b'x'; 8192]).expect("write");
+    for cmd in [&["status"][..], &["run"], &["plan"]] {
+        let out = expect_code(&home, cmd, &[], 1);
+        assert!(
+            text(&out.stderr).contains("engine.sqlite"),
+            "{cmd:?}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]
@@ -738,7 +802,8 @@ fn a_realistic_config_inc_is_read_as_is() {
     let a = dummy_account(&home, "alice", 7);
     let t = "2026-06-02 21:00:00";
     let inbox = inbox_of(&home, a);
-    set_times(&home, inbox, Some(warsaw(t) - 60), Some(warsaw(t) - 60));
+    let later = utc("2027-01-01 00:00:00");
+    set_times(&home, inbox, Some(later), Some(later));
     // synced after yesterday's 21:30 window: due at 21:30, not at 21:00 (with
     // the default 20:00 it would be due at 21:00 already)
     let lo = add_folder(
@@ -863,7 +928,8 @@ fn a_missing_config_means_defaults() {
     assert_eq!(v[0]["emfdid"].as_i64(), Some(inbox));
     assert_eq!(v[0]["kind"], "recent");
     assert!(v[1]["reason"].as_str().expect("reason").contains("20:00"));
-    ok(&home, &["run"]);
+    ok(&home, &["status"]);
+    ok(&home, &["run", "--dry-run"]);
 }
 
 #[test]
@@ -1108,7 +1174,8 @@ CREATE TABLE email_folders (emfdid INTEGER PRIMARY KEY, acntid INTEGER, name TEX
     removed_at INTEGER, last_error TEXT);
 CREATE TABLE email_messages (emmsid INTEGER PRIMARY KEY, emfdid INTEGER, uidvalidity INTEGER,
     uid INTEGER, message_id TEXT, subject TEXT, from_addr TEXT, to_addrs TEXT, date_at INTEGER,
-    internal_date_at INTEGER, size INTEGER, flags TEXT, partial INTEGER, raw BLOB);
+    internal_date_at INTEGER, size INTEGER, flags TEXT, partial INTEGER, raw BLOB,
+    UNIQUE (emfdid, uidvalidity, uid));
 CREATE TABLE email_outbox (emoid INTEGER PRIMARY KEY, acntid INTEGER, raw BLOB, mail_from TEXT,
     rcpt_to TEXT, state TEXT, attempts INTEGER, next_attempt_at INTEGER, last_error TEXT,
     created_at INTEGER, sent_at INTEGER);
@@ -1159,7 +1226,15 @@ fn assert_synced_like_an_engine_account(home: &TempHome, dovecot: &Dovecot, user
 fn an_account_inserted_by_the_web_app_is_synced() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
-    config(&home, &dovecot, "");
+    // the web app's config.inc lives elsewhere and names the CA relative to itself
+    let app = home.path().join("app");
+    std::fs::create_dir_all(app.join("certs")).expect("mkdir");
+    std::fs::copy(dovecot.ca_file(), app.join("certs/ca.pem")).expect("copy CA");
+    std::fs::write(
+        app.join("config.inc"),
+        "<?php\ndefine('BG_TLS_CA_FILE', 'certs/ca.pem');\n",
+    )
+    .expect("write config");
     let imap = dovecot.imap("alice");
     imap.create_folder("Projekty");
     imap.append("INBOX", &message(1, 400), "");
@@ -1175,7 +1250,22 @@ fn an_account_inserted_by_the_web_app_is_synced() {
             .any(|t| t["acntid"].as_i64() == Some(a) && t["kind"] == "full"),
         "{v}"
     );
-    run(&home, &[], 0);
+    // cron starts it elsewhere
+    let out = home
+        .engine()
+        .arg("--config")
+        .arg(app.join("config.inc"))
+        .arg("run")
+        .current_dir("/")
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stderr),
+        home.log("l-debug.log")
+    );
     assert_synced_like_an_engine_account(&home, &dovecot, "alice", a);
 }
 
@@ -1349,12 +1439,13 @@ fn plan_at_evaluates_another_local_moment_dst_included() {
     );
 
     // DST: 2026-03-29 02:30 does not exist in Warsaw; it means 03:00 (01:00 UTC)
+    // full (NL 4800 s, 60 s grace) due exactly at 01:00 UTC; recent not due
     let hi = add_folder(
         &home,
         a,
         "Hi",
         "hi",
-        Some(utc("2026-03-29 01:00:00") - 4740),
+        Some(utc("2026-03-29 01:00:00") - 100),
         Some(utc("2026-03-29 01:00:00") - 4740),
     );
     db(&home)
@@ -1382,7 +1473,7 @@ fn plan_at_evaluates_another_local_moment_dst_included() {
     set_times(
         &home,
         hi,
-        Some(utc("2026-10-25 00:30:00") - 4740),
+        Some(utc("2026-10-25 00:30:00") - 100),
         Some(utc("2026-10-25 00:30:00") - 4740),
     );
     let v = json(
@@ -1407,7 +1498,7 @@ fn sessions_switch_a_users_hi_folders_to_the_logged_in_intervals() {
     let t = now();
     let a_inbox = inbox_of(&home, a);
     let b_inbox = inbox_of(&home, b);
-    let a_lo = add_folder(&home, a, "Lo", "lo", Some(t - 60), Some(t - 60));
+    let a_lo = add_folder(&home, a, "Lo", "lo", Some(t), Some(t));
     set_times(&home, a_inbox, Some(t - 700), Some(t - 1000)); // due only when logged in
     set_times(&home, b_inbox, Some(t - 4000), Some(t - 4000)); // due either way, more overdue
     assert_eq!(plan_ids(&home, &[]), vec![b_inbox]);
@@ -1839,7 +1930,10 @@ fn account_test_reports_capabilities_and_refused_logins() {
     let good = add(&dovecot.password("alice"), "alice-smtp-pw");
     let out = ok(&home, &["account", "test", &good]);
     let s = text(&out.stdout);
-    assert!(s.contains("imap: ok") && s.contains("IMAP4rev1"), "{s}");
+    assert!(
+        s.contains("imap: ok") && s.to_ascii_uppercase().contains("IMAP4REV1"),
+        "{s}"
+    );
     assert!(s.contains("smtp: ok"), "{s}");
     assert!(!s.contains(&dovecot.password("alice")) && !s.contains("alice-smtp-pw"));
 
@@ -2032,5 +2126,4 @@ fn log_lines_carry_local_time_and_the_engine_pid_and_files_reopen_each_run() {
             .all(|l| parse_line(l).is_some_and(|x| x.2 >= 1)),
         "{info3}"
     );
-    let _ = home.path().metadata().map(|m| m.uid());
 }

@@ -149,6 +149,7 @@ impl Store {
                 }
             }
             apply_patch(tx, emfdid, patch, now)?;
+            crate::failpoint::hit("mid-commit");
             Ok(applied)
         })
     }

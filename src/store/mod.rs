@@ -29,6 +29,10 @@ use std::time::Duration;
 /// engine command) before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Above this size the WAL is folded back into the database at the end of a
+/// run (and truncated to it after a checkpoint).
+const WAL_LIMIT: u64 = 16 << 20;
+
 /// Page size of a newly created database: large messages are stored as
 /// overflow chains, and bigger pages make those chains shorter.
 const PAGE_SIZE: u32 = 16384;
@@ -58,18 +62,14 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| Error::Store(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| open_error(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .context("set the busy timeout")?;
         let fresh: i64 = conn
             .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .context(format!("read {}", path.display()))?;
+            .map_err(|e| open_error(path, e))?;
         if fresh == 0 {
-            let ps: u32 = std::env::var("BACKPROC_EXPERIMENT_PAGE")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(PAGE_SIZE);
-            conn.pragma_update(None, "page_size", ps)
+            conn.pragma_update(None, "page_size", PAGE_SIZE)
                 .context("set the page size")?;
         }
         let mode: String = conn
@@ -87,9 +87,16 @@ impl Store {
         // during a first sync that writes hundreds of megabytes.
         conn.pragma_update(None, "wal_autocheckpoint", 4096)
             .context("set wal_autocheckpoint")?;
-        if let Ok(extra) = std::env::var("BACKPROC_EXPERIMENT_PRAGMAS") {
-            conn.execute_batch(&extra).context("experiment pragmas")?;
-        }
+        // Closing must not checkpoint (and fsync) on every small run: the WAL
+        // is folded back when it has grown (`checkpoint_if_large`, and
+        // SQLite's auto-checkpoint during large writes).
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .context("configure the connection")?;
+        conn.pragma_update(None, "journal_size_limit", WAL_LIMIT as i64)
+            .context("set journal_size_limit")?;
         for suffix in ["", "-wal", "-shm"] {
             let mut p = path.as_os_str().to_owned();
             p.push(suffix);
@@ -128,9 +135,17 @@ impl Store {
                 self.path.display()
             )));
         }
+        if current == 0 {
+            // Tables the web application created itself (SPEC §5 is a public
+            // interface) get the columns the engine keeps besides the required ones.
+            schema::adopt_tables(&tx)?;
+        }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(current as usize) {
             tx.execute_batch(sql)
                 .context(format!("apply migration {}", i + 1))?;
+        }
+        if current == 0 {
+            schema::ensure_unique_keys(&tx)?;
         }
         tx.pragma_update(None, "user_version", target)
             .context("set the schema version")?;
@@ -152,7 +167,22 @@ impl Store {
         Ok(out)
     }
 
-    /// Folds the WAL back into the database and truncates it (end of a run).
+    /// At the end of a run: folds the WAL back into the database when it has
+    /// grown past `WAL_LIMIT`; a small one waits for the next run (no fsync
+    /// for a run that changed little).
+    pub fn checkpoint_if_large(&self) -> Result<()> {
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        let size = std::fs::metadata(Path::new(&wal))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if size > WAL_LIMIT {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Folds the WAL back into the database and truncates it.
     pub fn checkpoint(&self) -> Result<()> {
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
@@ -168,6 +198,20 @@ impl Store {
 
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
+    }
+}
+
+/// A database that cannot be opened because of its directory or file
+/// permissions is a layout problem (exit 73); anything else (not a
+/// database, corrupt) is a store error.
+fn open_error(path: &Path, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode;
+    let message = format!("cannot open {}: {e}", path.display());
+    match e.sqlite_error_code() {
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
+            Error::Layout(message)
+        }
+        _ => Error::Store(message),
     }
 }
 
@@ -194,6 +238,49 @@ mod tests {
             .expect("mode");
         assert_eq!(mode, "wal");
         assert_eq!(store.integrity_check().expect("check"), "ok");
+    }
+
+    #[test]
+    fn tables_the_web_app_created_are_adopted() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("engine.sqlite");
+        {
+            let c = Connection::open(&path).expect("create");
+            c.execute_batch(
+                "CREATE TABLE email_folders (emfdid INTEGER PRIMARY KEY, acntid INTEGER, \
+                 name TEXT, imap_name TEXT, special TEXT, priority TEXT);
+                 INSERT INTO email_folders (acntid, name, imap_name) VALUES (1, 'INBOX', 'INBOX');
+                 CREATE TABLE email_messages (emmsid INTEGER PRIMARY KEY, emfdid INTEGER, \
+                 uidvalidity INTEGER, uid INTEGER, raw BLOB);",
+            )
+            .expect("web app schema");
+        }
+        let store = Store::open(&path).expect("open adopts the tables");
+        let (last_uid, backfill): (i64, Option<i64>) = store
+            .conn()
+            .query_row(
+                "SELECT last_uid, backfill_below FROM email_folders",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("new columns with their defaults");
+        assert_eq!((last_uid, backfill), (0, None));
+        // the unique keys the upserts need
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO email_messages (emfdid, uidvalidity, uid, partial) VALUES (1, 1, 1, 0) \
+                 ON CONFLICT (emfdid, uidvalidity, uid) DO NOTHING;
+                 INSERT OR IGNORE INTO email_folders (acntid, name, imap_name) VALUES (1, 'INBOX', 'INBOX');",
+            )
+            .expect("upserts");
+        let n: i64 = store
+            .conn()
+            .query_row("SELECT COUNT(*) FROM email_folders", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, 1);
+        drop(store);
+        Store::open(&path).expect("reopen");
     }
 
     #[test]

@@ -4,6 +4,16 @@
 //! order inside one immediate transaction, so two processes starting at once
 //! (a run and the web app's `engine outbox add`) cannot both apply one.
 //! Never edit a migration that has shipped: add the next one.
+//!
+//! The tables are a public interface (SPEC §5): the web application may have
+//! created them itself, with only the required columns, before the engine
+//! ever ran. Migration 1 then adopts them: [`adopt_tables`] adds the columns
+//! the engine keeps besides the required ones, and [`ensure_unique_keys`] the
+//! unique keys its upserts rely on. Both compare with the tables as
+//! migration 1 would create them, built in a scratch in-memory database.
+
+use crate::error::{Context, Error, Result};
+use rusqlite::Connection;
 
 /// The migrations, the first one at index 0 (it makes version 1).
 pub const MIGRATIONS: &[&str] = &[
@@ -114,3 +124,149 @@ CREATE TABLE IF NOT EXISTS email_outbox_rcpts (
 );
 "#,
 ];
+
+/// The tables exactly as migration 1 creates them.
+fn version_one() -> Result<Connection> {
+    let c = Connection::open_in_memory().context("open a scratch database")?;
+    c.execute_batch(MIGRATIONS[0])
+        .context("build the reference schema")?;
+    Ok(c)
+}
+
+struct Column {
+    name: String,
+    decl_type: String,
+    notnull: bool,
+    default: Option<String>,
+    pk: i64,
+}
+
+fn tables(c: &Connection) -> Result<Vec<String>> {
+    c.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .context("list tables")
+}
+
+fn columns(c: &Connection, table: &str) -> Result<Vec<Column>> {
+    c.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?)")
+        .and_then(|mut s| {
+            s.query_map([table], |r| {
+                Ok(Column {
+                    name: r.get(0)?,
+                    decl_type: r.get(1)?,
+                    notnull: r.get(2)?,
+                    default: r.get(3)?,
+                    pk: r.get(4)?,
+                })
+            })?
+            .collect()
+        })
+        .context(format!("read the columns of {table}"))
+}
+
+/// The column lists of the table's unique indexes (sorted, for comparison).
+fn unique_keys(c: &Connection, table: &str) -> Result<Vec<Vec<String>>> {
+    let names: Vec<String> = c
+        .prepare("SELECT name FROM pragma_index_list(?) WHERE \"unique\" = 1")
+        .and_then(|mut s| s.query_map([table], |r| r.get(0))?.collect())
+        .context(format!("read the indexes of {table}"))?;
+    let mut keys = Vec::new();
+    for index in names {
+        let cols: Vec<Option<String>> = c
+            .prepare("SELECT name FROM pragma_index_info(?) ORDER BY seqno")
+            .and_then(|mut s| s.query_map([&index], |r| r.get(0))?.collect())
+            .context(format!("read index {index}"))?;
+        // An index on an expression is no key on columns.
+        if let Some(mut cols) = cols.into_iter().collect::<Option<Vec<String>>>() {
+            cols.sort();
+            keys.push(cols);
+        }
+    }
+    Ok(keys)
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Adds to tables that already exist the columns migration 1 would have
+/// given them. A column with a default keeps its NOT NULL; one without
+/// cannot be added NOT NULL to a table with rows, so it is added nullable.
+pub(super) fn adopt_tables(c: &Connection) -> Result<()> {
+    let reference = version_one()?;
+    for table in tables(&reference)? {
+        let have = columns(c, &table)?;
+        if have.is_empty() {
+            continue; // not there yet: migration 1 creates it whole
+        }
+        for col in columns(&reference, &table)? {
+            if have.iter().any(|h| h.name.eq_ignore_ascii_case(&col.name)) {
+                continue;
+            }
+            if col.pk > 0 {
+                return Err(Error::Store(format!(
+                    "table {table} exists without its key column {}: the engine cannot use it",
+                    col.name
+                )));
+            }
+            let mut sql = format!(
+                "ALTER TABLE {} ADD COLUMN {} {}",
+                quoted(&table),
+                quoted(&col.name),
+                col.decl_type
+            );
+            if let Some(default) = &col.default {
+                if col.notnull {
+                    sql.push_str(" NOT NULL");
+                }
+                sql.push_str(&format!(" DEFAULT {default}"));
+            }
+            c.execute_batch(&sql)
+                .context(format!("add column {}.{}", table, col.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives every table the unique keys migration 1 declares (the targets of
+/// the engine's `ON CONFLICT` and `INSERT OR IGNORE`), unless an equivalent
+/// unique index exists already.
+pub(super) fn ensure_unique_keys(c: &Connection) -> Result<()> {
+    let reference = version_one()?;
+    for table in tables(&reference)? {
+        let have = unique_keys(c, &table)?;
+        let want: Vec<Vec<String>> = reference
+            .prepare("SELECT name FROM pragma_index_list(?) WHERE \"unique\" = 1")
+            .and_then(|mut s| s.query_map([&table], |r| r.get::<_, String>(0))?.collect())
+            .context(format!("read the indexes of {table}"))
+            .and_then(|names: Vec<String>| {
+                names
+                    .iter()
+                    .map(|index| {
+                        reference
+                            .prepare("SELECT name FROM pragma_index_info(?) ORDER BY seqno")
+                            .and_then(|mut s| s.query_map([index], |r| r.get(0))?.collect())
+                            .context(format!("read index {index}"))
+                    })
+                    .collect()
+            })?;
+        for key in want {
+            let mut sorted = key.clone();
+            sorted.sort();
+            if have.contains(&sorted) {
+                continue;
+            }
+            let sql = format!(
+                "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
+                quoted(&format!("{table}_{}_key", key.join("_"))),
+                quoted(&table),
+                key.iter().map(|k| quoted(k)).collect::<Vec<_>>().join(", ")
+            );
+            c.execute_batch(&sql).context(format!(
+                "add the unique key ({}) to {table}",
+                key.join(", ")
+            ))?;
+        }
+    }
+    Ok(())
+}

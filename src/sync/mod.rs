@@ -114,6 +114,7 @@ impl<'a> Committer<'a> {
         ops: Vec<Op>,
         patch: FolderPatch,
     ) -> Result<(), SyncError> {
+        crate::failpoint::hit("fetched");
         self.flush()?;
         let (emfdid, now) = (self.emfdid, self.ctx.now);
         self.pending = Some(
@@ -127,6 +128,7 @@ impl<'a> Committer<'a> {
     fn flush(&mut self) -> Result<(), SyncError> {
         if let Some(p) = self.pending.take() {
             let applied = p.wait()?;
+            crate::failpoint::hit("committed");
             self.received += applied.inserted;
             (self.ctx.progress)(applied.inserted);
         }
