@@ -5,6 +5,11 @@
 //! transaction. A worker keeps at most one batch in flight (it fetches the
 //! next while this one is written), which bounds memory and keeps the
 //! pipeline full. A panic in a job fails that job only.
+//!
+//! Copying the WAL back into the database (checkpointing) costs about twice
+//! what writing the WAL does; a checkpointer thread with its own connection
+//! does it while the writer goes on, on the other core. Should it fall
+//! behind, the writer checkpoints itself once the WAL passes `WAL_MAX`.
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -12,6 +17,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
+
+/// Beyond this the writer checkpoints (and restarts the WAL) itself.
+const WAL_MAX: u64 = 256 << 20;
 
 /// A handle to the writer thread; cheap to clone.
 #[derive(Clone)]
@@ -35,13 +43,55 @@ impl Writer {
     /// Starts the writer on `store`; it runs until every handle is dropped,
     /// then checkpoints the WAL.
     pub fn spawn(store: Store) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
+        Writer::spawn_with_checkpointer(store, None)
+    }
+
+    /// Like `spawn`, with `checkpointer` (a second connection) folding the
+    /// WAL back into the database on another thread meanwhile.
+    pub fn spawn_with_checkpointer(
+        store: Store,
+        checkpointer: Option<Store>,
+    ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::sync_channel::<Job>(64);
+        let (nudge_tx, nudge_rx) = mpsc::sync_channel::<()>(1);
+        let ckpt = match checkpointer {
+            Some(ck) => Some(
+                std::thread::Builder::new()
+                    .name("checkpointer".into())
+                    .spawn(move || {
+                        for () in nudge_rx {
+                            if let Err(e) = ck.checkpoint_passive() {
+                                log::debug!("background checkpoint: {e}");
+                            }
+                        }
+                    })?,
+            ),
+            None => None,
+        };
         let handle = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
                 let mut store = store;
+                if ckpt.is_some() {
+                    let nudge = nudge_tx.clone();
+                    // A full channel means a checkpoint is pending anyway.
+                    let hook = move || {
+                        let _ = nudge.try_send(());
+                    };
+                    if let Err(e) = store.set_bulk_writer(WAL_MAX, hook) {
+                        log::warn!("{e}");
+                    }
+                }
+                drop(nudge_tx);
                 for job in rx {
                     let _ = catch_unwind(AssertUnwindSafe(|| job(&mut store)));
+                }
+                // Closing the hook's sender ends the checkpointer.
+                if let Err(e) = store.clear_hooks() {
+                    log::warn!("{e}");
+                }
+                if let Some(h) = ckpt {
+                    let _ = h.join();
                 }
                 if let Err(e) = store.checkpoint_if_large() {
                     log::warn!("{e}");

@@ -33,6 +33,10 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// run (and truncated to it after a checkpoint).
 const WAL_LIMIT: u64 = 16 << 20;
 
+/// Largest WAL kept after a checkpoint (a little over the auto-checkpoint
+/// size of 4096 pages).
+const WAL_KEEP: u64 = 80 << 20;
+
 /// Page size of a newly created database: large messages are stored as
 /// overflow chains, and bigger pages make those chains shorter.
 const PAGE_SIZE: u32 = 16384;
@@ -95,7 +99,9 @@ impl Store {
             true,
         )
         .context("configure the connection")?;
-        conn.pragma_update(None, "journal_size_limit", WAL_LIMIT as i64)
+        // Keep a WAL that has grown to the auto-checkpoint size: rewriting it
+        // in place is much cheaper than growing a truncated one again.
+        conn.pragma_update(None, "journal_size_limit", WAL_KEEP as i64)
             .context("set journal_size_limit")?;
         for suffix in ["", "-wal", "-shm"] {
             let mut p = path.as_os_str().to_owned();
@@ -171,15 +177,68 @@ impl Store {
     /// grown past `WAL_LIMIT`; a small one waits for the next run (no fsync
     /// for a run that changed little).
     pub fn checkpoint_if_large(&self) -> Result<()> {
-        let mut wal = self.path.as_os_str().to_owned();
-        wal.push("-wal");
-        let size = std::fs::metadata(Path::new(&wal))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        if size > WAL_LIMIT {
+        if self.wal_size() > WAL_LIMIT {
             self.checkpoint()?;
         }
         Ok(())
+    }
+
+    /// Sets this connection up as the run's only bulk writer: a page cache
+    /// that holds a whole batch (no spilling mid-transaction) and no
+    /// checkpoints of its own (a checkpointer thread does them meanwhile).
+    /// After each commit `nudge` is called; when the WAL holds more than
+    /// `wal_max` bytes the writer checkpoints itself (RESTART), which bounds
+    /// the WAL should the checkpointer fall behind.
+    pub fn set_bulk_writer(
+        &mut self,
+        wal_max: u64,
+        mut nudge: impl FnMut() + Send + 'static,
+    ) -> Result<()> {
+        self.conn
+            .pragma_update(None, "cache_size", -8192)
+            .context("set cache_size")?;
+        let page: i64 = self
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .context("read the page size")?;
+        let max_pages = (wal_max / page.max(512) as u64).min(i32::MAX as u64) as i32;
+        // The hook replaces SQLite's own auto-checkpoint.
+        self.conn
+            .wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: i32| {
+                if pages > max_pages {
+                    // Busy when the checkpointer is at it: the next commit
+                    // tries again. A failed checkpoint never fails the commit.
+                    let _ = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::RESTART);
+                } else {
+                    nudge();
+                }
+                Ok(())
+            }))
+            .context("install the WAL hook")
+    }
+
+    /// Removes the WAL hook of `set_bulk_writer` (and what it holds).
+    pub fn clear_hooks(&mut self) -> Result<()> {
+        self.conn
+            .wal_hook(None::<fn(&mut rusqlite::hooks::Wal, i32) -> rusqlite::Result<()>>)
+            .context("remove the WAL hook")
+    }
+
+    /// The size of the WAL file now.
+    pub fn wal_size(&self) -> u64 {
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(Path::new(&wal))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// Copies what it can from the WAL into the database without blocking
+    /// the writer (`PASSIVE`).
+    pub fn checkpoint_passive(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .context("checkpoint the WAL")
     }
 
     /// Folds the WAL back into the database and truncates it.
