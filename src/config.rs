@@ -149,6 +149,28 @@ pub fn parse(text: &[u8], path: &str) -> Result<Config, ConfigError> {
         if !is_define_call(&tokens, i, text) {
             continue;
         }
+        // Only the first define of one of our names needs its arguments
+        // scanned (its name is then one plain string): scanning every define
+        // to its ')' made a file of unclosed `define(` quadratic.
+        let ours = match (tokens.get(i + 2), tokens.get(i + 3).map(|t| &t.tok)) {
+            (
+                Some(Token {
+                    tok:
+                        Tok::Str {
+                            value,
+                            interpolated: false,
+                        },
+                    ..
+                }),
+                None | Some(Tok::Punct(b',' | b')' | b';') | Tok::Unterminated),
+            ) => KNOWN
+                .iter()
+                .any(|k| k.name.as_bytes() == value.as_slice() && !seen.contains_key(k.name)),
+            _ => false,
+        };
+        if !ours {
+            continue;
+        }
         let call = scan_call(&tokens, i + 1);
         let Some(name) = call
             .args

@@ -193,7 +193,8 @@ impl Pool<'_> {
     fn take_account(&self) -> Option<(usize, bool)> {
         let mut st = self.lock();
         loop {
-            if Instant::now() >= self.settings.deadline {
+            // Past the deadline, or the database cannot be written: no more work.
+            if Instant::now() >= self.settings.deadline || self.writer.locked_out().is_some() {
                 return None;
             }
             let max = self.settings.max_connections;
@@ -241,7 +242,11 @@ impl Pool<'_> {
         let a = &mut st.accts[idx];
         let acntid = a.account.acntid;
         if let Some(job) = requeue {
-            a.jobs.push_front(job);
+            // At the back: a folder whose task breaks the connection (a
+            // response that cannot be read, a server that drops it there)
+            // is retried after the account's other folders, so one bad
+            // folder cannot use up the account's reconnect for them.
+            a.jobs.push_back(job);
         }
         a.failures += 1;
         if a.discovering {
@@ -279,6 +284,14 @@ impl Pool<'_> {
                 a.account.email,
                 at_account(acntid)
             );
+        }
+        if let Some(Job::Folder(emfdid, _)) = requeue {
+            // The folder says what broke its task; a retry that completes
+            // clears it again.
+            let (now, e) = (self.settings.now, error.to_string());
+            let _ = self
+                .writer
+                .submit(move |s| s.set_folder_error(emfdid, Some(&e), now));
         }
     }
 
@@ -339,7 +352,10 @@ impl Pool<'_> {
             let (job, status) = {
                 let mut st = self.lock();
                 let a = &mut st.accts[idx];
-                if a.dead.is_some() || Instant::now() >= s.deadline {
+                if a.dead.is_some()
+                    || Instant::now() >= s.deadline
+                    || self.writer.locked_out().is_some()
+                {
                     break;
                 }
                 let Some(job) = a.jobs.pop_front() else {

@@ -212,8 +212,15 @@ pub fn run(layout: &Layout, config: &Config, opts: &Options, now: i64) -> Result
         }
         Ok(())
     })?;
+    let locked_out = writer.locked_out();
     drop(writer);
     let _ = writer_thread.join();
+    if let Some(why) = locked_out {
+        // Nothing could be stored: the run stopped early (exit 1); the
+        // next run starts over where this one was.
+        log::error!(target: crate::logging::THREADING, "the run stopped: {why}");
+        return Err(Error::Store(format!("the run stopped: {why}")));
+    }
 
     let failed = outcomes.iter().filter(|o| o.failed()).count() + outbox_failed;
     let left = outcomes

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, OnceLock};
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
@@ -25,6 +26,9 @@ const WAL_MAX: u64 = 256 << 20;
 #[derive(Clone)]
 pub struct Writer {
     tx: SyncSender<Job>,
+    /// Set once the database stayed locked by another program past the
+    /// busy timeout (`Store::locked_out`): the run stops.
+    locked_out: Arc<OnceLock<String>>,
 }
 
 /// The result of a submitted job, to wait for later.
@@ -68,6 +72,8 @@ impl Writer {
             ),
             None => None,
         };
+        let locked_out = Arc::new(OnceLock::new());
+        let flag = locked_out.clone();
         let handle = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
@@ -85,6 +91,9 @@ impl Writer {
                 drop(nudge_tx);
                 for job in rx {
                     let _ = catch_unwind(AssertUnwindSafe(|| job(&mut store)));
+                    if let Some(why) = store.locked_out() {
+                        flag.get_or_init(|| why.to_string());
+                    }
                 }
                 // Closing the hook's sender ends the checkpointer.
                 if let Err(e) = store.clear_hooks() {
@@ -93,11 +102,14 @@ impl Writer {
                 if let Some(h) = ckpt {
                     let _ = h.join();
                 }
-                if let Err(e) = store.checkpoint_if_large() {
-                    log::warn!("{e}");
+                // Locked out, a checkpoint would wait the busy timeout again.
+                if store.locked_out().is_none() {
+                    if let Err(e) = store.checkpoint_if_large() {
+                        log::warn!("{e}");
+                    }
                 }
             })?;
-        Ok((Writer { tx }, handle))
+        Ok((Writer { tx, locked_out }, handle))
     }
 
     /// Queues `f`; its result arrives through the returned `Pending`.
@@ -115,6 +127,12 @@ impl Writer {
             return Pending(rx);
         }
         Pending(rx)
+    }
+
+    /// Why the database cannot be written this run (locked by another
+    /// program past the busy timeout), once a write found out.
+    pub fn locked_out(&self) -> Option<String> {
+        self.locked_out.get().cloned()
     }
 
     /// Runs `f` on the writer and waits for it.

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 /// passed: a server that trickles a byte now and then to dodge the
 /// per-read timeout is cut off.
 const MIN_RATE: u64 = 1024;
+/// What the slow-response guard says when it cuts a response off.
+const TOO_SLOW: &str = "the server sends too slowly";
 /// Longest line (without literals) accepted from a server.
 const MAX_LINE: u64 = 64 << 20;
 /// Largest literal accepted (a message of 2 GiB).
@@ -67,10 +69,7 @@ impl Read for Guarded {
     fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
         let budget = self.timeout + Duration::from_secs(self.bytes / MIN_RATE);
         if self.started.elapsed() > budget {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the server sends too slowly",
-            ));
+            return Err(io::Error::new(io::ErrorKind::TimedOut, TOO_SLOW));
         }
         let n = self.stream.read(b)?;
         self.bytes += n as u64;
@@ -403,9 +402,16 @@ impl Client {
             &mut |_| Ok(()),
         )?;
         if done.status != Status::Ok {
+            // A careless server may quote the command back ("bad login:
+            // alice secret"): the reply goes to logs and last_error.
+            let mut text = done.text;
+            if !password.is_empty() {
+                let quoted = password.replace('\\', "\\\\").replace('"', "\\\"");
+                text = text.replace(&quoted, "***").replace(password, "***");
+            }
             return Err(Error::Auth(format!(
-                "{}: login as {user} refused: {}",
-                self.peer, done.text
+                "{}: login as {user} refused: {text}",
+                self.peer
             )));
         }
         match done.code {
@@ -911,9 +917,19 @@ impl Client {
     }
 
     fn io_error(&self, e: io::Error) -> Error {
-        if net::is_timeout(&e) {
+        // Said plainly: "no answer" for a trickling server would be wrong,
+        // and EAGAIN's "Resource temporarily unavailable" means nothing to
+        // an administrator.
+        if e.kind() == io::ErrorKind::TimedOut && e.to_string() == TOO_SLOW {
             Error::Timeout(format!(
-                "{}: no answer for {} s during {} ({e})",
+                "{}: {TOO_SLOW} during {} (less than {MIN_RATE} bytes a second after {} s; timed out)",
+                self.peer,
+                self.doing,
+                self.timeout.as_secs()
+            ))
+        } else if net::is_timeout(&e) {
+            Error::Timeout(format!(
+                "{}: no answer for {} s during {} (timed out)",
                 self.peer,
                 self.timeout.as_secs(),
                 self.doing

@@ -9,7 +9,9 @@
 
 mod client;
 mod error;
-mod parse;
+/// Public for the property tests (`tests/properties.rs`); the engine itself
+/// reaches it only through [`Client`].
+pub mod parse;
 pub mod utf7;
 
 pub use client::{Capabilities, Client, Done, Fetched, ListEntry, MailboxStatus, Part};

@@ -116,7 +116,11 @@ pub enum Untagged<'a> {
 
 /// Parses one complete response (ending in CRLF, literals included).
 pub fn parse(input: &[u8]) -> Res<Response<'_>> {
-    let mut p = Parser { i: input, pos: 0 };
+    let mut p = Parser {
+        i: input,
+        pos: 0,
+        depth: 0,
+    };
     let resp = p.response()?;
     Ok(resp)
 }
@@ -139,9 +143,18 @@ pub fn parse_u64(a: &[u8]) -> Option<u64> {
     std::str::from_utf8(a).ok()?.parse().ok()
 }
 
+/// Deepest nesting of parenthesized lists accepted. Lists recurse, and a
+/// worker's stack is small: a server sending a long run of '(' must get a
+/// parse error, not overflow the stack (which aborts the whole process).
+/// Real responses nest a few levels (BODYSTRUCTURE of nested multiparts a
+/// few dozen at most).
+const MAX_DEPTH: usize = 200;
+
 struct Parser<'a> {
     i: &'a [u8],
     pos: usize,
+    /// Lists open around the current position.
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -423,11 +436,16 @@ impl<'a> Parser<'a> {
         match self.peek() {
             None => self.err("unexpected end of response"),
             Some(b'(') => {
+                if self.depth >= MAX_DEPTH {
+                    return self.err("lists nested too deeply");
+                }
                 self.pos += 1;
+                self.depth += 1;
                 let mut items = Vec::new();
                 loop {
                     self.spaces();
                     if self.eat(b')') {
+                        self.depth -= 1;
                         return Ok(Value::List(items));
                     }
                     if matches!(self.peek(), None | Some(b'\r') | Some(b'\n')) {

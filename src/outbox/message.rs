@@ -42,7 +42,15 @@ pub fn header_end(raw: &[u8]) -> (usize, usize) {
 }
 
 /// Checks a message for queueing. The error says what is wrong, for people.
+/// A panic of the header parser on some odd input refuses that message
+/// instead of taking the outbox down with it (a row that crashed every run
+/// would block the queue for good).
 pub fn check(raw: &[u8], account_email: &str) -> Result<Envelope, String> {
+    std::panic::catch_unwind(|| check_unguarded(raw, account_email))
+        .unwrap_or_else(|_| Err("the header cannot be parsed (the parser failed)".into()))
+}
+
+fn check_unguarded(raw: &[u8], account_email: &str) -> Result<Envelope, String> {
     if raw.is_empty() {
         return Err("the message is empty".into());
     }
@@ -108,8 +116,12 @@ pub fn check(raw: &[u8], account_email: &str) -> Result<Envelope, String> {
 }
 
 /// Every header line is a `Name: value` field or a folded continuation; no
-/// NUL, no CR outside CRLF.
+/// NUL, no CR outside CRLF, and one kind of line end: a bare LF inside a
+/// CRLF header is how a value smuggles in a field of its own (`Subject:
+/// hi\nBcc: ...`), while a header of bare LFs throughout is only a message
+/// written on Unix (normalised on the wire).
 fn check_header_lines(header: &[u8]) -> Result<(), String> {
+    let (mut crlf, mut bare_lf) = (false, false);
     for (i, b) in header.iter().enumerate() {
         if *b == 0 {
             return Err("the header contains a NUL byte".into());
@@ -119,6 +131,16 @@ fn check_header_lines(header: &[u8]) -> Result<(), String> {
                 "the header contains a CR that does not end a line (header injection?)".into(),
             );
         }
+        if *b == b'\n' {
+            if i > 0 && header[i - 1] == b'\r' {
+                crlf = true;
+            } else {
+                bare_lf = true;
+            }
+        }
+    }
+    if crlf && bare_lf {
+        return Err("the header has a bare LF among CRLF line ends (header injection?)".into());
     }
     for (n, line) in header.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -305,6 +327,11 @@ mod tests {
                 "bare_cr_injection",
                 b"From: a@example.com\r\nTo: b@example.com\rBcc: evil@example.com\r\n\r\nb",
                 "CR",
+            ),
+            (
+                "bare_lf_injection_in_a_crlf_header",
+                b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\nBcc: evil@example.com\r\n\r\nb",
+                "bare LF",
             ),
             (
                 "nul_in_header",

@@ -21,13 +21,15 @@ use crate::logging::{at_account, THREADING};
 use crate::store::{Account, AttemptRecord, OutboxRow, RcptState, Store};
 use serde_json::json;
 use smtp::Delivery;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// How often the outbox is polled while the sync runs.
-const POLL: Duration = Duration::from_secs(10);
+/// How often the outbox is polled while the sync runs: a message queued
+/// during a long sync waits at most this long (plus the sending before it).
+/// A poll is one indexed query.
+const POLL: Duration = Duration::from_secs(5);
 
 /// Connection failures of one account this run; after two it waits for the
 /// next run.
@@ -67,11 +69,12 @@ pub fn drain_during_run(
     }
     store.requeue_sending()?;
     let mut health = Health::default();
+    let mut no_copies = HashSet::new();
     let mut failed = 0;
     loop {
         let last_round = sync_done.load(Ordering::SeqCst);
         failed += drain_once(&mut store, config, clock, deadline, &mut health)?;
-        copy_to_sent(&mut store, config, clock(), deadline);
+        copy_to_sent(&mut store, config, clock(), deadline, &mut no_copies);
         if last_round || Instant::now() >= deadline {
             break;
         }
@@ -126,14 +129,20 @@ fn drain_once(
                 failed += 1;
                 continue;
             };
-            if !store.outbox_claim(row.emoid, now)? {
-                continue;
-            }
-            let pending: Vec<String> = store
-                .outbox_rcpts(row.emoid)?
-                .into_iter()
-                .filter(|(_, s)| *s == RcptState::Pending)
-                .map(|(a, _)| a)
+            let Some(rcpts) = store.outbox_claim(
+                row.emoid,
+                &prepared.mail_from,
+                &prepared.rcpts,
+                &prepared.message_id,
+                now,
+            )?
+            else {
+                continue; // cancelled or taken meanwhile
+            };
+            let pending: Vec<String> = rcpts
+                .iter()
+                .filter(|(_, s, _)| *s == RcptState::Pending)
+                .map(|(a, _, _)| a.clone())
                 .collect();
             if session.is_none() && session_error.is_none() && !pending.is_empty() {
                 match smtp::connect(
@@ -148,12 +157,23 @@ fn drain_once(
                     }
                 }
             }
-            let attempt = match (&mut session, &session_error) {
-                _ if pending.is_empty() => smtp::Attempt {
-                    rcpts: vec![],
-                    broken: false,
-                },
-                (Some(s), _) => s.send(&prepared.mail_from, &pending, &prepared.wire),
+            let attempt = match (session.take(), &session_error) {
+                (s, _) if pending.is_empty() => {
+                    session = s;
+                    smtp::Attempt {
+                        rcpts: vec![],
+                        broken: false,
+                    }
+                }
+                // On a helper thread: a server trickling its replies must
+                // not hold the run (the session comes back unless given up).
+                (Some(s), _) => {
+                    let timeout = Duration::from_secs(config.io_timeout);
+                    let (back, attempt) =
+                        s.send_within(&prepared.mail_from, &pending, &prepared.wire, timeout);
+                    session = back;
+                    attempt
+                }
                 (None, e) => smtp::Attempt {
                     rcpts: pending
                         .iter()
@@ -177,7 +197,7 @@ fn drain_once(
                 }
             }
             let now = clock();
-            let ok = record(store, &row, &attempt, config, now)?;
+            let ok = record(store, &row, &rcpts, &attempt, config, now)?;
             if !ok {
                 failed += 1;
             }
@@ -189,14 +209,17 @@ fn drain_once(
     Ok(failed)
 }
 
-/// A message ready to go: envelope and wire bytes.
+/// A message ready to go: envelope, Message-ID and wire bytes.
 struct Prepared {
     mail_from: String,
+    rcpts: Vec<String>,
+    message_id: String,
     wire: Vec<u8>,
 }
 
 /// Checks a message as `outbox add` does (the web app may have inserted it
-/// directly) and completes its envelope; a bad one is failed with the reason.
+/// directly) and works out its envelope (the claim stores what the row
+/// lacks); a bad one is failed with the reason.
 fn prepare(
     store: &mut Store,
     row: &OutboxRow,
@@ -243,51 +266,62 @@ fn prepare(
         .clone()
         .or(row.message_id.clone())
         .unwrap_or_else(|| message::made_message_id(row.emoid, created_at, &mail_from));
-    store.set_envelope(row.emoid, &mail_from, &rcpts, Some(&message_id), now)?;
     let add_id = env.message_id.is_none().then_some(message_id.as_str());
+    let wire = message::wire(&raw, add_id, true);
     Ok(Some(Prepared {
         mail_from,
-        wire: message::wire(&raw, add_id, true),
+        rcpts,
+        message_id,
+        wire,
     }))
 }
 
-/// Records an attempt and logs its one line; returns false when the message
-/// failed (for good or for now).
+/// Records an attempt and logs its one line; returns false when something
+/// failed in this attempt (a recipient rejected, for good or for now).
 fn record(
     store: &mut Store,
     row: &OutboxRow,
+    before: &[(String, RcptState, Option<String>)],
     attempt: &smtp::Attempt,
     config: &Config,
     now: i64,
 ) -> Result<bool> {
-    let before = store.outbox_rcpts(row.emoid)?;
+    let outcome = |addr: &str| {
+        attempt
+            .rcpts
+            .iter()
+            .find(|(a, _)| a == addr)
+            .map(|(_, d)| d)
+    };
+    // Each recipient after this attempt: (address, state, reply).
+    let mut after: Vec<(String, RcptState, Option<String>)> = Vec::new();
     let mut changes: Vec<(String, RcptState, Option<String>)> = Vec::new();
-    let mut states: Vec<RcptState> = Vec::new();
-    let mut rejected = Vec::new();
-    let mut temporary = Vec::new();
-    for (addr, state) in &before {
-        match attempt.rcpts.iter().find(|(a, _)| a == addr) {
-            Some((_, Delivery::Accepted)) => {
-                changes.push((addr.clone(), RcptState::Sent, None));
-                states.push(RcptState::Sent);
+    let mut rejected_now = false;
+    let mut temporary: Vec<(String, String)> = Vec::new();
+    for (addr, state, reply) in before {
+        let (state, reply) = match outcome(addr) {
+            Some(Delivery::Accepted) => (RcptState::Sent, None),
+            Some(Delivery::Permanent(r)) => {
+                rejected_now = true;
+                (RcptState::Failed, Some(r.clone()))
             }
-            Some((_, Delivery::Permanent(reply))) => {
-                changes.push((addr.clone(), RcptState::Failed, Some(reply.clone())));
-                states.push(RcptState::Failed);
-                rejected.push(format!("{addr}: {reply}"));
+            Some(Delivery::Temporary(r)) => {
+                temporary.push((addr.clone(), r.clone()));
+                (RcptState::Pending, Some(r.clone()))
             }
-            Some((_, Delivery::Temporary(reply))) => {
-                changes.push((addr.clone(), RcptState::Pending, Some(reply.clone())));
-                states.push(RcptState::Pending);
-                temporary.push(reply.clone());
+            None => {
+                after.push((addr.clone(), *state, reply.clone()));
+                continue;
             }
-            None => states.push(*state),
-        }
+        };
+        changes.push((addr.clone(), state, reply.clone()));
+        after.push((addr.clone(), state, reply));
     }
     let attempted = !attempt.rcpts.is_empty();
     let attempts = row.attempts + attempted as i64;
     let created_at = row.created_at.unwrap_or(now);
-    let after = policy::after_attempt(
+    let states: Vec<RcptState> = after.iter().map(|(_, s, _)| *s).collect();
+    let decided = policy::after_attempt(
         &states,
         attempts,
         created_at,
@@ -296,38 +330,35 @@ fn record(
         config.outbox_retry_max,
         config.outbox_lifetime,
     );
-    if after.expire_pending {
+    if decided.expire_pending {
         let why = format!(
-            "still failing after {} s (EMAIL_OUTBOX_LIFETIME): {}",
+            "still failing after {} s (EMAIL_OUTBOX_LIFETIME {}): {}",
             now - created_at,
-            temporary.last().cloned().unwrap_or_default()
+            config.outbox_lifetime,
+            temporary
+                .last()
+                .map(|(_, r)| r.as_str())
+                .or_else(|| after.iter().rev().find_map(|(_, s, r)| {
+                    (*s == RcptState::Pending).then_some(r.as_deref()).flatten()
+                }))
+                .unwrap_or("no reply")
         );
-        for (addr, state) in &before {
-            let pending_now = states
-                .iter()
-                .zip(before.iter())
-                .any(|(s, (a, _))| a == addr && *s == RcptState::Pending);
-            if pending_now
-                || (*state == RcptState::Pending && !changes.iter().any(|(a, _, _)| a == addr))
-            {
+        for (addr, state, reply) in after.iter_mut() {
+            if *state == RcptState::Pending {
+                *state = RcptState::Failed;
+                *reply = Some(why.clone());
                 changes.retain(|(a, _, _)| a != addr);
                 changes.push((addr.clone(), RcptState::Failed, Some(why.clone())));
-                rejected.push(format!("{addr}: {why}"));
             }
         }
+        rejected_now = true;
+        temporary.clear();
     }
-    let mut errors = Vec::new();
-    if !rejected.is_empty() {
-        errors.push(format!("rejected: {}", rejected.join("; ")));
-    }
-    if !temporary.is_empty() && !after.expire_pending {
-        errors.push(format!("temporary: {}", temporary.join("; ")));
-    }
-    let last_error = (!errors.is_empty()).then(|| errors.join(" | "));
+    let last_error = last_error(&after, &temporary);
     let rec = AttemptRecord {
         rcpts: changes,
-        state: after.state,
-        next_attempt_at: after.next_attempt_at,
+        state: decided.state,
+        next_attempt_at: decided.next_attempt_at,
         last_error: last_error.clone(),
         attempted,
     };
@@ -338,13 +369,13 @@ fn record(
         .filter(|(_, d)| *d == Delivery::Accepted)
         .count();
     let at = at_account(row.acntid);
-    match after.state {
+    let ok = !rejected_now && temporary.is_empty();
+    match decided.state {
         "sent" if last_error.is_none() => {
             log::info!(
                 "sent message emoid={} to {delivered} recipients {at}",
                 row.emoid
             );
-            Ok(true)
         }
         "sent" => {
             log::info!(
@@ -352,17 +383,15 @@ fn record(
                 row.emoid,
                 last_error.unwrap_or_default()
             );
-            Ok(false)
         }
         "queued" => {
-            let next = after.next_attempt_at.unwrap_or(now);
+            let next = decided.next_attempt_at.unwrap_or(now);
             log::info!(
                 "message emoid={} not sent yet ({}), {delivered} delivered now; next attempt in {} s {at}",
                 row.emoid,
                 last_error.unwrap_or_default(),
                 next - now
             );
-            Ok(delivered > 0 && temporary.is_empty())
         }
         _ => {
             log::error!(
@@ -371,15 +400,55 @@ fn record(
                 row.emoid,
                 last_error.unwrap_or_default()
             );
-            Ok(false)
+            return Ok(false);
         }
     }
+    Ok(ok)
+}
+
+/// `last_error` of a message: every recipient rejected for good (so far,
+/// not only in this attempt) with the server's reply, then this attempt's
+/// temporary failures (the reply once when several recipients got the same,
+/// as when the server could not be reached). None when nothing went wrong.
+fn last_error(
+    rcpts: &[(String, RcptState, Option<String>)],
+    temporary: &[(String, String)],
+) -> Option<String> {
+    let rejected: Vec<String> = rcpts
+        .iter()
+        .filter(|(_, s, _)| *s == RcptState::Failed)
+        .map(|(a, _, r)| format!("{a}: {}", r.as_deref().unwrap_or("rejected")))
+        .collect();
+    let mut parts = Vec::new();
+    if !rejected.is_empty() {
+        parts.push(format!("rejected: {}", rejected.join("; ")));
+    }
+    if let Some((_, first)) = temporary.first() {
+        if temporary.len() > 1 && temporary.iter().all(|(_, r)| r == first) {
+            parts.push(format!(
+                "temporary: {first} ({} recipients)",
+                temporary.len()
+            ));
+        } else {
+            let each: Vec<String> = temporary.iter().map(|(a, r)| format!("{a}: {r}")).collect();
+            parts.push(format!("temporary: {}", each.join("; ")));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(" | "))
 }
 
 /// APPENDs the copies of accepted messages to their accounts' Sent folders.
-/// A failure leaves the copy pending for a later run; the message is never
-/// sent again for it.
-fn copy_to_sent(store: &mut Store, config: &Config, now: i64, deadline: Instant) {
+/// A failure leaves the copy pending (with the reason in `sent_copy_error`)
+/// for a later run; the message is never sent again for it. An account whose
+/// IMAP server failed is not tried again in this run (`skip`): a wrong
+/// password must not cost a failed login at every poll.
+fn copy_to_sent(
+    store: &mut Store,
+    config: &Config,
+    now: i64,
+    deadline: Instant,
+    skip: &mut HashSet<i64>,
+) {
     let accounts = match store.accounts_with_sent_copies() {
         Ok(a) => a,
         Err(e) => {
@@ -391,33 +460,66 @@ fn copy_to_sent(store: &mut Store, config: &Config, now: i64, deadline: Instant)
         if Instant::now() >= deadline {
             return;
         }
+        if skip.contains(&acntid) {
+            continue;
+        }
         if let Err(e) = copy_account(store, config, acntid, now) {
+            skip.insert(acntid);
             log::warn!(
                 "Sent copies wait for a later run: {e} {}",
                 at_account(acntid)
             );
+            let why = e.to_string();
+            let recorded = store.sent_copies_pending(acntid).and_then(|rows| {
+                rows.iter()
+                    .try_for_each(|r| copy_failed(store, r, &why, config, now))
+            });
+            if let Err(e) = recorded {
+                log::warn!("Sent copies: {e} {}", at_account(acntid));
+            }
         }
     }
 }
 
+/// Records a failed Sent copy: still `pending` for a later run, until
+/// `EMAIL_OUTBOX_LIFETIME` after the sending; then `failed` (a copy the IMAP
+/// server refuses for days, say for its size, is not uploaded for ever).
+fn copy_failed(
+    store: &mut Store,
+    row: &OutboxRow,
+    why: &str,
+    config: &Config,
+    now: i64,
+) -> Result<()> {
+    let expired = row
+        .sent_at
+        .is_some_and(|t| now - t >= config.outbox_lifetime);
+    if expired {
+        log::error!(
+            target: THREADING,
+            "message emoid={}: no copy in Sent after {} s (EMAIL_OUTBOX_LIFETIME): {why} {}",
+            row.emoid,
+            config.outbox_lifetime,
+            at_account(row.acntid)
+        );
+        store.set_sent_copy(row.emoid, "failed", Some(why), now)
+    } else {
+        store.set_sent_copy(row.emoid, "pending", Some(why), now)
+    }
+}
+
 fn copy_account(store: &mut Store, config: &Config, acntid: i64, now: i64) -> Result<()> {
-    let rows = store.sent_copies_pending(acntid)?;
     let Some(account) = store.account(acntid)? else {
-        for r in &rows {
-            store.set_sent_copy(r.emoid, "none", Some("the account no longer exists"), now)?;
-        }
-        return Ok(());
+        return store.no_sent_copies(acntid, "the account no longer exists", now);
     };
     if account
         .imap_host
         .as_deref()
         .is_none_or(|h| h.trim().is_empty())
     {
-        for r in &rows {
-            store.set_sent_copy(r.emoid, "none", Some("the account has no IMAP server"), now)?;
-        }
-        return Ok(());
+        return store.no_sent_copies(acntid, "the account has no IMAP server", now);
     }
+    let rows = store.sent_copies_pending(acntid)?;
     let tls = crate::net::Tls::new(config.tls_ca_file.as_deref()).map_err(Error::Other)?;
     let (mut client, _) =
         crate::sync::discover::connect(&account, &tls, Duration::from_secs(config.io_timeout))
@@ -451,7 +553,7 @@ fn copy_account(store: &mut Store, config: &Config, acntid: i64, now: i64) -> Re
                 );
             }
             Err(e) => {
-                store.set_sent_copy(r.emoid, "pending", Some(&e.to_string()), now)?;
+                copy_failed(store, &r, &e.to_string(), config, now)?;
                 if e.breaks_session() {
                     return Err(Error::Other(e.to_string()));
                 }
@@ -590,4 +692,61 @@ pub fn test_account(a: &Account, config: &Config) -> Result<i32> {
         println!("smtp: no smtp_host configured");
     }
     Ok(if ok { exit::OK } else { exit::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(addr: &str, state: RcptState, reply: Option<&str>) -> (String, RcptState, Option<String>) {
+        (addr.into(), state, reply.map(str::to_string))
+    }
+
+    fn t(addr: &str, reply: &str) -> (String, String) {
+        (addr.into(), reply.into())
+    }
+
+    #[test]
+    fn last_error_table() {
+        use RcptState::*;
+        let cases: Vec<(&str, Vec<_>, Vec<_>, Option<&str>)> = vec![
+            ("all_sent", vec![r("a@x", Sent, None)], vec![], None),
+            (
+                "earlier_rejection_stays_named",
+                vec![
+                    r("a@x", Sent, None),
+                    r("c@x", Failed, Some("550 no such user")),
+                ],
+                vec![],
+                Some("rejected: c@x: 550 no such user"),
+            ),
+            (
+                "one_temporary_names_its_address",
+                vec![r("a@x", Sent, None), r("b@x", Pending, Some("451 busy"))],
+                vec![t("b@x", "451 busy")],
+                Some("temporary: b@x: 451 busy"),
+            ),
+            (
+                "same_temporary_reply_for_all_once",
+                vec![r("a@x", Pending, None), r("b@x", Pending, None)],
+                vec![t("a@x", "cannot connect"), t("b@x", "cannot connect")],
+                Some("temporary: cannot connect (2 recipients)"),
+            ),
+            (
+                "different_temporary_replies_each",
+                vec![r("a@x", Pending, None), r("b@x", Pending, None)],
+                vec![t("a@x", "451 a"), t("b@x", "452 b")],
+                Some("temporary: a@x: 451 a; b@x: 452 b"),
+            ),
+            (
+                "rejected_and_temporary",
+                vec![r("b@x", Pending, None), r("c@x", Failed, Some("550 no"))],
+                vec![t("b@x", "451 busy")],
+                Some("rejected: c@x: 550 no | temporary: b@x: 451 busy"),
+            ),
+        ];
+        for (name, rcpts, temporary, want) in cases {
+            assert_eq!(last_error(&rcpts, &temporary).as_deref(), want, "{name}");
+        }
+    }
 }

@@ -3,10 +3,12 @@
 //! others, and each recipient's reply is kept.
 //!
 //! Every socket operation is bounded by the I/O timeout. lettre performs an
-//! implicit-TLS handshake before it sets the socket timeouts, so the whole
-//! connect runs on a helper thread that we stop waiting for after the
-//! timeout (the thread ends when the server closes, at the latest when the
-//! process exits).
+//! implicit-TLS handshake before it sets the socket timeouts (and hides the
+//! socket), so the whole connect runs on a helper thread that we stop
+//! waiting for after the timeout: with implicit TLS, connect + handshake +
+//! greeting + EHLO together get one timeout (plus a second); a server that
+//! accepts TCP and then says nothing costs that, not forever. The abandoned
+//! thread ends when the server closes, at the latest when the process exits.
 
 use crate::net::Security;
 use crate::store::Account;
@@ -17,7 +19,7 @@ use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter,
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The outcome for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +40,34 @@ pub struct Attempt {
     pub broken: bool,
 }
 
+/// The DATA payload, dot-stuffed, with its terminating CRLF.CRLF, written
+/// in one piece. lettre's `message()` writes the terminator on its own after
+/// the body, and as lettre sets no TCP_NODELAY (and hides the socket), Nagle
+/// holds those five bytes until the server's delayed ACK: 40 ms a message on
+/// Linux, 20 messages a second at best (lettre PR #1159, not yet released).
+/// `command()` writes whatever its argument displays in one write and reads
+/// the reply, so it carries the payload when the payload is text (UTF-8,
+/// which includes all 7-bit mail); other bytes go through `message()`.
+struct Payload<'a>(&'a str);
+
+impl std::fmt::Display for Payload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for line in self.0.split_inclusive("\r\n") {
+            if line.starts_with('.') {
+                f.write_str(".")?;
+            }
+            f.write_str(line)?;
+        }
+        f.write_str("\r\n.\r\n")
+    }
+}
+
 /// An open, authenticated SMTP session.
 pub struct Session {
     conn: SmtpConnection,
     peer: String,
+    /// When [`Session::send_within`] stops waiting for this transaction.
+    give_up_at: Option<Instant>,
 }
 
 fn pem_certs(path: &Path) -> Result<Vec<Certificate>, String> {
@@ -58,13 +84,43 @@ fn pem_certs(path: &Path) -> Result<Vec<Certificate>, String> {
     Ok(out)
 }
 
-/// What an error says, for people (and `last_error`).
+/// What an error says, for people (and `last_error`). lettre's own words
+/// for a broken connection ("network error: Resource temporarily
+/// unavailable (os error 11)", "response error: incomplete response",
+/// "stream did not contain valid UTF-8") mean nothing to an administrator,
+/// so those are said plainly; the server's own replies (4xx, 5xx) are kept
+/// as they are. A socket timeout surfaces as EAGAIN, which lettre's
+/// `is_timeout` misses: look for it in the cause chain.
 fn describe(e: &lettre::transport::smtp::Error) -> String {
-    let mut s = e.to_string();
-    if e.is_timeout() {
-        s.push_str(" (timed out)");
+    use std::io::ErrorKind as K;
+    let mut io: Option<(K, String)> = None;
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(err) = c.downcast_ref::<std::io::Error>() {
+            io.get_or_insert((err.kind(), err.to_string()));
+        }
+        cause = c.source();
     }
-    s
+    let raw = e.to_string();
+    match io {
+        _ if e.is_timeout() => "no answer from the server (timed out)".into(),
+        Some((K::WouldBlock | K::TimedOut, _)) => "no answer from the server (timed out)".into(),
+        Some((
+            K::ConnectionReset
+            | K::ConnectionAborted
+            | K::BrokenPipe
+            | K::UnexpectedEof
+            | K::NotConnected,
+            what,
+        )) => format!("connection lost: {what}"),
+        Some((K::InvalidData, what)) => format!("cannot understand the server's reply ({what})"),
+        // lettre's reader hit EOF before a complete reply.
+        _ if e.is_response() && raw.ends_with("incomplete response") => {
+            "the server closed the connection".into()
+        }
+        _ if e.is_response() => format!("cannot understand the server's reply ({raw})"),
+        _ => raw,
+    }
 }
 
 /// Connects, secures (implicit TLS or STARTTLS, never a silent downgrade)
@@ -101,14 +157,13 @@ pub fn connect(
     let hello = ClientId::default();
 
     let (tx, rx) = mpsc::channel();
-    let (h, t, hl) = (host.clone(), tls.clone(), hello.clone());
+    let (t, hl) = (tls.clone(), hello.clone());
     let implicit = security == Security::Tls;
     let addrs = crate::net::resolve(&host, port, timeout)
         .map_err(|e| format!("cannot connect to {peer}: {e}"))?;
     std::thread::Builder::new()
         .name("smtp-connect".into())
         .spawn(move || {
-            let _ = h;
             let r = SmtpConnection::connect(
                 &addrs[..],
                 Some(timeout),
@@ -119,15 +174,22 @@ pub fn connect(
             let _ = tx.send(r);
         })
         .map_err(|e| format!("cannot start a thread: {e}"))?;
-    // connect (timeout) + TLS handshake + greeting + EHLO, each bounded.
-    let mut conn = match rx.recv_timeout(timeout * 2 + Duration::from_secs(1)) {
+    // Without implicit TLS lettre bounds connect, greeting and EHLO itself
+    // (one timeout each); the handshake it leaves unbounded gets one timeout
+    // for the lot.
+    let limit = if implicit {
+        timeout + Duration::from_secs(1)
+    } else {
+        timeout * 3 + Duration::from_secs(1)
+    };
+    let mut conn = match rx.recv_timeout(limit) {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(format!("cannot connect to {peer}: {}", describe(&e))),
         Err(_) => {
             return Err(format!(
-            "cannot connect to {peer}: no answer within {} s (connect, TLS handshake or greeting)",
-            timeout.as_secs()
-        ))
+                "cannot connect to {peer}: no answer within {} s (connect, TLS handshake or greeting; timed out)",
+                limit.as_secs()
+            ))
         }
     };
     match security {
@@ -161,7 +223,11 @@ pub fn connect(
             log::debug!("{peer} offers no AUTH: sending without logging in");
         }
     }
-    Ok(Session { conn, peer })
+    Ok(Session {
+        conn,
+        peer,
+        give_up_at: None,
+    })
 }
 
 impl Session {
@@ -246,13 +312,27 @@ impl Session {
                 broken: false,
             };
         }
-        // lettre ends the data with CRLF.CRLF: the message's own last line
-        // end is the first CRLF of that, so it must not be sent twice.
+        // Given up by `send_within` meanwhile: the message must not go out
+        // now that nobody records its reply (it would be sent again).
+        if self.give_up_at.is_some_and(|t| Instant::now() >= t) {
+            let why = Delivery::Temporary("given up: the server answers too slowly".into());
+            out.extend(accepted.into_iter().map(|a| (a, why.clone())));
+            return Attempt {
+                rcpts: out,
+                broken: true,
+            };
+        }
+        // The data ends with CRLF.CRLF: the message's own last line end is
+        // the first CRLF of that, so it must not be sent twice.
         let body = wire.strip_suffix(b"\r\n").unwrap_or(wire);
         let data = self
             .conn
             .command(Data)
-            .and_then(|_| self.conn.message(body));
+            .and_then(|_| match std::str::from_utf8(body) {
+                Ok(text) => self.conn.command(Payload(text)),
+                // lettre's own path: correct, but see `Payload` for its cost.
+                Err(_) => self.conn.message(body),
+            });
         match data {
             Ok(_) => {
                 out.extend(accepted.into_iter().map(|a| (a, Delivery::Accepted)));
@@ -272,8 +352,118 @@ impl Session {
         }
     }
 
+    /// [`Session::send`] on a helper thread, given up after
+    /// [`send_limit`]. lettre's per-read timeout does not stop a server
+    /// that trickles its replies a byte at a time (every read returns in
+    /// time), and lettre hides the socket, so a watchdog cannot shut it:
+    /// the session goes to a thread, and comes back only if the
+    /// transaction ends in time. Given up, the attempt is a temporary
+    /// failure and the session is gone (its thread ends when the server
+    /// closes, at the latest when the process exits).
+    pub fn send_within(
+        self,
+        from: &str,
+        rcpts: &[String],
+        wire: &[u8],
+        timeout: Duration,
+    ) -> (Option<Session>, Attempt) {
+        let limit = send_limit(timeout, rcpts.len(), wire.len());
+        let gave_up = |why: String| Attempt {
+            rcpts: rcpts
+                .iter()
+                .map(|r| (r.clone(), Delivery::Temporary(why.clone())))
+                .collect(),
+            broken: true,
+        };
+        let (tx, rx) = mpsc::channel();
+        let (f, r, w) = (from.to_string(), rcpts.to_vec(), wire.to_vec());
+        let mut session = self;
+        session.give_up_at = Some(Instant::now() + limit);
+        let spawned = std::thread::Builder::new()
+            .name("smtp-send".into())
+            .spawn(move || {
+                let mut session = session;
+                let attempt = session.send(&f, &r, &w);
+                let _ = tx.send((session, attempt));
+            });
+        if let Err(e) = spawned {
+            return (None, gave_up(format!("cannot start a thread: {e}")));
+        }
+        match rx.recv_timeout(limit) {
+            Ok((mut session, attempt)) => {
+                session.give_up_at = None;
+                (Some(session), attempt)
+            }
+            Err(_) => (
+                None,
+                gave_up(format!(
+                    "the server answers too slowly: no complete reply within {} s (timed out)",
+                    limit.as_secs()
+                )),
+            ),
+        }
+    }
+
     /// QUIT.
     pub fn quit(mut self) {
         let _ = self.conn.quit();
+    }
+}
+
+/// Bytes per second a message must at least go out at (as IMAP responses
+/// must come in, src/imap/client.rs).
+const MIN_RATE: u64 = 1024;
+
+/// How long one transaction may take before [`Session::send_within`] gives
+/// up: one I/O timeout for each command's reply (MAIL, each RCPT, DATA, the
+/// end of the data), which is what a stalled server costs at most, plus the
+/// payload at `MIN_RATE`.
+pub fn send_limit(timeout: Duration, rcpts: usize, bytes: usize) -> Duration {
+    let replies = u32::try_from(rcpts).unwrap_or(u32::MAX).saturating_add(3);
+    timeout
+        .saturating_mul(replies)
+        .saturating_add(Duration::from_secs(bytes as u64 / MIN_RATE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{send_limit, Payload};
+    use std::time::Duration;
+
+    #[test]
+    fn send_limit_is_a_timeout_per_reply_plus_the_payload_at_min_rate() {
+        let s = Duration::from_secs;
+        let cases: &[(&str, u64, usize, usize, Duration)] = &[
+            ("one_rcpt_small", 60, 1, 500, s(240)),
+            ("three_rcpts", 2, 3, 0, s(12)),
+            ("payload_25_mib", 60, 1, 25 << 20, s(240 + 25 * 1024)),
+            ("no_rcpt", 10, 0, 2047, s(31)),
+            (
+                "absurd_counts_do_not_overflow",
+                60,
+                usize::MAX,
+                usize::MAX,
+                s(60 * u64::from(u32::MAX) + u64::MAX / 1024),
+            ),
+        ];
+        for (name, timeout, rcpts, bytes, want) in cases {
+            assert_eq!(send_limit(s(*timeout), *rcpts, *bytes), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn payload_is_dot_stuffed_and_terminated() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("plain", "a\r\nb", "a\r\nb\r\n.\r\n"),
+            ("dot_line", "a\r\n.\r\nb", "a\r\n..\r\nb\r\n.\r\n"),
+            ("leading_dot_first_line", ".a\r\nb", "..a\r\nb\r\n.\r\n"),
+            ("leading_dot_last_line", "a\r\n.b", "a\r\n..b\r\n.\r\n"),
+            ("dot_inside_a_line", "a.b\r\nc", "a.b\r\nc\r\n.\r\n"),
+            ("lone_cr_is_no_line_end", "a\r.b", "a\r.b\r\n.\r\n"),
+            ("empty_last_line", "a\r\n", "a\r\n\r\n.\r\n"),
+        ];
+        for (name, body, want) in cases {
+            assert_eq!(Payload(body).to_string(), *want, "{name}");
+        }
     }
 }

@@ -46,6 +46,9 @@ const PAGE_SIZE: u32 = 16384;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Set when a write waited the whole busy timeout in vain: later writes
+    /// fail at once with this message instead of waiting again each.
+    locked_out: Option<String>,
 }
 
 impl Store {
@@ -111,12 +114,19 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            locked_out: None,
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Why writes are refused for the rest of this connection's life: a
+    /// write waited the whole busy timeout for another program's lock.
+    pub fn locked_out(&self) -> Option<&str> {
+        self.locked_out.as_deref()
     }
 
     /// Applies the migrations the database has not seen, idempotently.
@@ -160,14 +170,35 @@ impl Store {
     }
 
     /// Runs `f` inside one immediate (write-locking) transaction.
+    ///
+    /// Another program holding the write lock past `BUSY_TIMEOUT` (a web
+    /// request stuck in a transaction) would otherwise cost every later
+    /// write of the run the same wait: after the first such failure, writes
+    /// fail at once ([`Store::locked_out`]) and the run stops.
     pub fn write<T>(
         &mut self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
-        let tx = self
+        if let Some(why) = &self.locked_out {
+            return Err(Error::Store(why.clone()));
+        }
+        let tx = match self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context("begin a write transaction")?;
+        {
+            Ok(tx) => tx,
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                let why = format!(
+                    "{} is locked by another program (the web application or another engine \
+                     command) for longer than {} s: {e}",
+                    self.path.display(),
+                    BUSY_TIMEOUT.as_secs()
+                );
+                self.locked_out = Some(why.clone());
+                return Err(Error::Store(why));
+            }
+            Err(e) => return Err(Error::Store(format!("begin a write transaction: {e}"))),
+        };
         let out = f(&tx)?;
         tx.commit().context("commit")?;
         Ok(out)
@@ -340,6 +371,34 @@ mod tests {
         assert_eq!(n, 1);
         drop(store);
         Store::open(&path).expect("reopen");
+    }
+
+    #[test]
+    fn a_lock_held_past_the_busy_timeout_refuses_later_writes_at_once() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("engine.sqlite");
+        let mut store = Store::open(&path).expect("open");
+        store
+            .conn
+            .busy_timeout(Duration::from_millis(50))
+            .expect("short busy timeout");
+        let other = Connection::open(&path).expect("another program");
+        other.execute_batch("BEGIN IMMEDIATE").expect("its lock");
+        let err = store.touch_session(1, 100).expect_err("locked");
+        assert!(
+            err.to_string().contains("locked by another program"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("engine.sqlite"), "{err}");
+        assert!(store.locked_out().is_some());
+        other.execute_batch("ROLLBACK").expect("released");
+        // The run stops rather than wait again: refused without trying.
+        let again = store.touch_session(1, 100).expect_err("still refused");
+        assert_eq!(again.to_string(), err.to_string());
+        // The next run's connection writes.
+        let mut next = Store::open(&path).expect("reopen");
+        next.touch_session(1, 100).expect("next run writes");
+        assert!(next.locked_out().is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use super::Store;
 use crate::error::{Context, Result};
+use rusqlite::types::ValueRef;
 use rusqlite::{params, OptionalExtension, Row};
 
 /// An outgoing message without its bytes.
@@ -27,23 +28,46 @@ pub struct OutboxRow {
 const COLUMNS: &str = "emoid, acntid, mail_from, rcpt_to, state, attempts, next_attempt_at, \
     last_error, created_at, sent_at, message_id, sent_copy, sent_copy_error";
 
+// The web app writes these rows itself, with whatever types its driver
+// binds: a value of an unexpected type must not make the whole queue
+// unreadable. Numbers may come as text, text as a blob; anything else counts
+// as missing (a missing `acntid` as 0, an account that never exists, so the
+// message fails with a reason instead of stopping the outbox).
+fn int(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<i64>> {
+    Ok(match r.get_ref(i)? {
+        ValueRef::Integer(n) => Some(n),
+        ValueRef::Real(f) if f.is_finite() => Some(f as i64),
+        ValueRef::Text(t) | ValueRef::Blob(t) => std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| s.trim().parse().ok()),
+        _ => None,
+    })
+}
+
+fn text(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    Ok(match r.get_ref(i)? {
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Integer(n) => Some(n.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Null => None,
+    })
+}
+
 fn from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
     Ok(OutboxRow {
         emoid: r.get(0)?,
-        acntid: r.get(1)?,
-        mail_from: r.get(2)?,
-        rcpt_to: r.get(3)?,
-        state: r
-            .get::<_, Option<String>>(4)?
-            .unwrap_or_else(|| "queued".into()),
-        attempts: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
-        next_attempt_at: r.get(6)?,
-        last_error: r.get(7)?,
-        created_at: r.get(8)?,
-        sent_at: r.get(9)?,
-        message_id: r.get(10)?,
-        sent_copy: r.get(11)?,
-        sent_copy_error: r.get(12)?,
+        acntid: int(r, 1)?.unwrap_or(0),
+        mail_from: text(r, 2)?,
+        rcpt_to: text(r, 3)?,
+        state: text(r, 4)?.unwrap_or_else(|| "queued".into()),
+        attempts: int(r, 5)?.unwrap_or(0),
+        next_attempt_at: int(r, 6)?,
+        last_error: text(r, 7)?,
+        created_at: int(r, 8)?,
+        sent_at: int(r, 9)?,
+        message_id: text(r, 10)?,
+        sent_copy: text(r, 11)?,
+        sent_copy_error: text(r, 12)?,
     })
 }
 
@@ -160,27 +184,37 @@ impl Store {
         Ok(rows)
     }
 
-    /// The bytes of a message as queued.
+    /// The bytes of a message as queued. The web app may have stored them
+    /// as TEXT (PHP binds strings): those bytes count the same; a number
+    /// counts as no message.
     pub fn outbox_raw(&self, emoid: i64) -> Result<Option<Vec<u8>>> {
         self.conn()
             .query_row(
                 "SELECT raw FROM email_outbox WHERE emoid = ?",
                 [emoid],
-                |r| r.get::<_, Option<Vec<u8>>>(0),
+                |r| {
+                    Ok(match r.get_ref(0)? {
+                        ValueRef::Blob(b) | ValueRef::Text(b) => Some(b.to_vec()),
+                        _ => None,
+                    })
+                },
             )
             .optional()
             .map(Option::flatten)
             .context(format!("read outgoing message {emoid}"))
     }
 
-    /// Messages due now: queued, with no attempt time or one in the past.
+    /// Messages due now: queued, with no attempt time or one in the past (a
+    /// value that is no number, which SQLite would rank above every time,
+    /// counts as none).
     pub fn outbox_due(&self, now: i64) -> Result<Vec<OutboxRow>> {
         let mut stmt = self
             .conn()
             .prepare(&format!(
                 "SELECT {COLUMNS} FROM email_outbox WHERE (state = 'queued' OR state IS NULL) \
-                 AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
-                 ORDER BY COALESCE(next_attempt_at, 0), emoid"
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= ? \
+                      OR typeof(next_attempt_at) NOT IN ('integer', 'real')) \
+                 ORDER BY emoid"
             ))
             .context("read the due outbox")?;
         let rows = stmt
@@ -207,38 +241,6 @@ impl Store {
         })
     }
 
-    /// Completes a row the web app inserted itself: envelope, Message-ID
-    /// and recipient rows, when missing.
-    pub fn set_envelope(
-        &mut self,
-        emoid: i64,
-        mail_from: &str,
-        rcpts: &[String],
-        message_id: Option<&str>,
-        now: i64,
-    ) -> Result<()> {
-        self.write(|tx| {
-            tx.execute(
-                "UPDATE email_outbox SET mail_from = COALESCE(mail_from, ?), \
-                 rcpt_to = COALESCE(NULLIF(rcpt_to, ''), ?), message_id = COALESCE(message_id, ?), \
-                 created_at = COALESCE(created_at, ?), attempts = COALESCE(attempts, 0) WHERE emoid = ?",
-                params![mail_from, rcpts.join(","), message_id, now, emoid],
-            )
-            .context(format!("complete outgoing message {emoid}"))?;
-            let have: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM email_outbox_rcpts WHERE emoid = ?",
-                    [emoid],
-                    |r| r.get(0),
-                )
-                .context("count recipients")?;
-            if have == 0 {
-                insert_rcpts(tx, emoid, rcpts)?;
-            }
-            Ok(())
-        })
-    }
-
     /// Fails a message that cannot be sent at all (bad bytes, bad envelope).
     pub fn outbox_reject(&mut self, emoid: i64, reason: &str, now: i64) -> Result<()> {
         self.write(|tx| {
@@ -252,37 +254,42 @@ impl Store {
         })
     }
 
-    /// Claims a queued message for sending. False when someone else changed
-    /// it meanwhile (cancelled, claimed).
-    pub fn outbox_claim(&mut self, emoid: i64, now: i64) -> Result<bool> {
+    /// Claims a queued message for sending (`sending`) and, in the same
+    /// transaction, completes what a row the web app inserted itself may
+    /// lack: envelope, Message-ID, `created_at` and the recipient rows.
+    /// Returns the recipients (address, state, last reply), or None when the
+    /// message is no longer queued (cancelled, claimed meanwhile).
+    pub fn outbox_claim(
+        &mut self,
+        emoid: i64,
+        mail_from: &str,
+        rcpts: &[String],
+        message_id: &str,
+        now: i64,
+    ) -> Result<Option<Vec<(String, RcptState, Option<String>)>>> {
         self.write(|tx| {
             let n = tx
                 .execute(
-                    "UPDATE email_outbox SET state = 'sending', claimed_at = ? \
+                    "UPDATE email_outbox SET state = 'sending', claimed_at = ?, \
+                     mail_from = COALESCE(NULLIF(mail_from, ''), ?), \
+                     rcpt_to = COALESCE(NULLIF(rcpt_to, ''), ?), \
+                     message_id = COALESCE(message_id, ?), \
+                     created_at = CASE WHEN typeof(created_at) = 'integer' THEN created_at ELSE ? END, \
+                     attempts = COALESCE(attempts, 0) \
                      WHERE emoid = ? AND (state = 'queued' OR state IS NULL)",
-                    params![now, emoid],
+                    params![now, mail_from, rcpts.join(","), message_id, now, emoid],
                 )
                 .context(format!("claim outgoing message {emoid}"))?;
-            Ok(n == 1)
+            if n == 0 {
+                return Ok(None);
+            }
+            let mut have = read_rcpts(tx, emoid)?;
+            if have.is_empty() {
+                insert_rcpts(tx, emoid, rcpts)?;
+                have = read_rcpts(tx, emoid)?;
+            }
+            Ok(Some(have))
         })
-    }
-
-    /// The recipients of a message and their states.
-    pub fn outbox_rcpts(&self, emoid: i64) -> Result<Vec<(String, RcptState)>> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT addr, state FROM email_outbox_rcpts WHERE emoid = ? ORDER BY rowid")
-            .context("read recipients")?;
-        let rows = stmt
-            .query_map([emoid], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    RcptState::parse(&r.get::<_, String>(1)?),
-                ))
-            })
-            .and_then(|rows| rows.collect())
-            .context(format!("read the recipients of message {emoid}"))?;
-        Ok(rows)
     }
 
     /// Records an attempt: recipients' outcomes and the message's state, in
@@ -347,7 +354,8 @@ impl Store {
         Ok(rows)
     }
 
-    /// Records the Sent copy's outcome: `done`, `none`, or still `pending` with an error.
+    /// Records the Sent copy's outcome: `done`, `none` (nowhere to put it),
+    /// still `pending` with an error, or `failed` (given up).
     pub fn set_sent_copy(
         &mut self,
         emoid: i64,
@@ -361,6 +369,20 @@ impl Store {
                 params![state, error, now, emoid],
             )
             .context(format!("record the Sent copy of message {emoid}"))?;
+            Ok(())
+        })
+    }
+
+    /// Marks every pending Sent copy of an account `none` (nowhere to put
+    /// them), in one transaction.
+    pub fn no_sent_copies(&mut self, acntid: i64, why: &str, now: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE email_outbox SET sent_copy = 'none', sent_copy_error = ?, sent_copy_at = ? \
+                 WHERE acntid = ? AND sent_copy = 'pending'",
+                params![why, now, acntid],
+            )
+            .context(format!("record the Sent copies of account {acntid}"))?;
             Ok(())
         })
     }
@@ -411,4 +433,27 @@ fn insert_rcpts(tx: &rusqlite::Transaction<'_>, emoid: i64, rcpts: &[String]) ->
         .context(format!("add recipient {addr} of message {emoid}"))?;
     }
     Ok(())
+}
+
+/// The recipients of a message: (address, state, the server's last reply).
+fn read_rcpts(
+    c: &rusqlite::Connection,
+    emoid: i64,
+) -> Result<Vec<(String, RcptState, Option<String>)>> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT addr, state, reply FROM email_outbox_rcpts WHERE emoid = ? ORDER BY rowid",
+        )
+        .context("read recipients")?;
+    let rows = stmt
+        .query_map([emoid], |r| {
+            Ok((
+                r.get(0)?,
+                RcptState::parse(&r.get::<_, String>(1)?),
+                r.get(2)?,
+            ))
+        })
+        .and_then(|rows| rows.collect())
+        .context(format!("read the recipients of message {emoid}"))?;
+    Ok(rows)
 }

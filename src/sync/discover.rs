@@ -60,10 +60,12 @@ pub fn list(
         {
             continue;
         }
-        let Ok(wire) = String::from_utf8(e.name) else {
+        let Ok(wire) = String::from_utf8(e.name.clone()) else {
+            // Say which one, escaped: the administrator must find it.
             log::warn!(
-                "{}: skipped a folder whose name is not valid modified UTF-7",
-                client.peer()
+                "{}: skipped folder \"{}\": its name is not valid UTF-8 (nor modified UTF-7)",
+                client.peer(),
+                e.name.escape_ascii()
             );
             continue;
         };

@@ -445,11 +445,17 @@ fn fetch_index(
         "(UID RFC822.SIZE FLAGS)"
     };
     let mut out = Vec::new();
+    let peer = client.peer().to_string();
     client.uid_fetch(
         range,
         items,
         None,
         &mut |f: Fetched<'_>| {
+            if f.uid.is_none() && f.size.is_some() {
+                // Not a flag update (those carry no size): a message we
+                // would never fetch, and the folder would look complete.
+                return Err(without_uid(&peer, f.seq));
+            }
             if let (Some(uid), Some(size)) = (f.uid, f.size) {
                 let message_id = match &f.header {
                     Some(Some(h)) => summarize(h).message_id,
@@ -467,6 +473,13 @@ fn fetch_index(
         &mut |_| {},
     )?;
     Ok(out)
+}
+
+/// A FETCH response of `UID FETCH` without the UID (RFC 3501 requires it).
+fn without_uid(peer: &str, seq: u32) -> imap::Error {
+    imap::Error::Protocol(format!(
+        "{peer}: the server sent message number {seq} without its UID"
+    ))
 }
 
 /// Fetches one batch: whole messages, and headers of the large ones.
@@ -489,6 +502,11 @@ fn fetch_batch(client: &mut Client, batch: &Batch) -> Result<Vec<Op>, SyncError>
             None,
             &mut |f: Fetched<'_>| {
                 let Some(uid) = f.uid.filter(|u| wanted.contains(u)) else {
+                    if f.uid.is_none() && (f.body.is_some() || f.header.is_some()) {
+                        // Skipping it would commit the batch without it and
+                        // move last_uid past it: lost for good.
+                        return Err(without_uid(&peer, f.seq));
+                    }
                     return Ok(()); // an unsolicited flag update
                 };
                 let data = if partial { f.header } else { f.body };
@@ -531,9 +549,13 @@ fn reconcile(
     let range = format!("1:{}", f.last_uid);
     let mut server: Vec<(u32, String)> = Vec::new();
     let mut vanished_ranges = Vec::new();
+    // A FETCH without its UID: some message's answer cannot be placed.
+    let mut unplaced = false;
     let mut collect = |fe: Fetched<'_>| {
         if let (Some(uid), Some(flags)) = (fe.uid, fe.flags.as_deref()) {
             server.push((uid, plan::flags_string(flags)));
+        } else if fe.uid.is_none() && fe.flags.is_some() {
+            unplaced = true;
         }
         Ok(())
     };
@@ -583,7 +605,17 @@ fn reconcile(
             client.uid_fetch(&range, "(UID FLAGS)", None, &mut collect, &mut |_| {})?;
             let stored = ctx.store.stored_flags(f.emfdid, uidvalidity)?;
             log::debug!("flags and expunges by comparing every message");
-            plan::reconcile(&stored, &server, true, None)
+            if unplaced {
+                // A message missing from the answer is not proof that it was
+                // expunged when some answers came without their UID:
+                // deleting would empty the store on a server's bug.
+                log::warn!(
+                    "{}: FETCH responses without UID; expunges of '{}' not checked this time",
+                    client.peer(),
+                    f.name
+                );
+            }
+            plan::reconcile(&stored, &server, !unplaced, None)
         }
     };
     let n = result.flags.len() + result.expunged.len();

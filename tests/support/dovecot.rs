@@ -346,6 +346,10 @@ impl Dovecot {
     pub fn kill(&self) {
         if let Some(pid) = self.master.lock().expect("lock").take() {
             process::stop_tree(pid, "KILL", Duration::from_secs(5));
+            // A killed master leaves its pid file behind, and while PID 1
+            // has not reaped the zombie, `kill(pid, 0)` still finds it:
+            // `start_again` would fail with "Dovecot is already running".
+            let _ = std::fs::remove_file(self.dir.path().join("run/master.pid"));
         }
     }
 

@@ -233,3 +233,64 @@ pub fn integrity_ok(home: &TempHome) {
         .expect("integrity_check");
     assert_eq!(r, "ok");
 }
+
+/// None of `secrets` (passwords) appears in any file under `logs/`, in the
+/// output of the commands an administrator runs (`status`, the `list`s,
+/// `account show`), or in any `last_error` column.
+pub fn assert_secret_nowhere(home: &TempHome, secrets: &[&str]) {
+    let mut places: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir(home.logs_dir()) {
+        for e in dir.flatten() {
+            let bytes = std::fs::read(e.path()).unwrap_or_default();
+            places.push((format!("logs/{}", e.file_name().to_string_lossy()), bytes));
+        }
+    }
+    let mut commands: Vec<Vec<String>> = [
+        &["status"][..],
+        &["status", "--json"],
+        &["account", "list", "--json"],
+        &["folder", "list", "--json"],
+        &["outbox", "list", "--json"],
+    ]
+    .iter()
+    .map(|a| a.iter().map(|s| s.to_string()).collect())
+    .collect();
+    let c = db(home);
+    let ids: Vec<i64> = c
+        .prepare("SELECT acntid FROM email_accounts")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .unwrap_or_default();
+    for id in ids {
+        commands.push(vec![
+            "account".into(),
+            "show".into(),
+            id.to_string(),
+            "--json".into(),
+        ]);
+    }
+    for args in commands {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = engine(home, &args);
+        let mut text = out.stdout;
+        text.extend_from_slice(&out.stderr);
+        places.push((format!("engine {}", args.join(" ")), text));
+    }
+    for table in ["email_accounts", "email_folders", "email_outbox"] {
+        let errors: Vec<Option<String>> = c
+            .prepare(&format!("SELECT last_error FROM {table}"))
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .unwrap_or_default();
+        for e in errors.into_iter().flatten() {
+            places.push((format!("{table}.last_error"), e.into_bytes()));
+        }
+    }
+    for (place, bytes) in &places {
+        for s in secrets {
+            assert!(
+                !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                "password {s:?} in {place}:\n{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+}

@@ -15,6 +15,11 @@
 //! - `smtp`: [`ScriptedSmtp`] (aiosmtpd answering 4xx/5xx on cue, recording
 //!   every transaction) and [`SilentServer`] (accepts TCP, never answers).
 //! - `home`: [`TempHome`], a temp `--home` for the engine binary.
+//! - `proxy`: [`FaultProxy`], a TCP proxy in front of any of these servers
+//!   that resets, stalls, garbles, trickles or closes connections on cue.
+//! - `fake_imap`: [`FakeImap`], a scripted IMAP server (`fake_imap.py`) that
+//!   sends chosen malformed responses for one folder, serves names Dovecot
+//!   refuses and messages byte for byte, and records every command it gets.
 //!
 //! Rules every server here follows: 127.0.0.1 only, its own temp dir, its own
 //! free ports (a start that loses a port race retries with new ports), stopped
@@ -28,9 +33,11 @@
 
 pub mod dovecot;
 pub mod engine;
+pub mod fake_imap;
 pub mod home;
 pub mod postfix;
 pub mod process;
+pub mod proxy;
 pub mod smtp;
 pub mod tls;
 
@@ -38,8 +45,14 @@ pub use dovecot::{
     CertChoice, Dovecot, DovecotOptions, FolderInfo, FolderStatus, ImapTool,
     CAPS_WITHOUT_CONDSTORE, DEFAULT_USERS,
 };
+pub use fake_imap::{
+    FakeFolder, FakeImap, FakeImapOptions, FakeMessage, FakeTls, Fault, FaultOn, ImapCommand, Then,
+};
 pub use home::TempHome;
 pub use postfix::{Postfix, PostfixOptions};
+// The rest of the proxy's names (Rule, When, Fault, ...) are used as
+// `support::proxy::X`: `Fault` is also fake_imap's.
+pub use proxy::FaultProxy;
 pub use smtp::{
     Received, ScriptedSmtp, ScriptedSmtpOptions, SilentServer, SmtpEvent, SmtpRules, SmtpTls,
 };
