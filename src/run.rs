@@ -166,7 +166,14 @@ pub fn run(layout: &Layout, config: &Config, opts: &Options, now: i64) -> Result
                     .name(format!("t{}", config.max_threads.saturating_add(1)))
                     .spawn_scoped(scope, move || {
                         let clock = || chrono::Utc::now().timestamp();
-                        crate::outbox::drain_during_run(layout, config, &clock, deadline, sync_done)
+                        crate::outbox::drain_during_run(
+                            layout,
+                            config,
+                            &clock,
+                            deadline,
+                            sync_done,
+                            &opts.accounts,
+                        )
                     })
                     .map_err(|e| Error::Other(format!("cannot start the outbox thread: {e}")))?,
             )
@@ -195,6 +202,9 @@ pub fn run(layout: &Layout, config: &Config, opts: &Options, now: i64) -> Result
             };
             outcomes = pool::run(&settings, work, &writer, &db_path, &progress);
             sync_done.store(true, Ordering::SeqCst);
+            if let Some(h) = &outbox {
+                h.thread().unpark();
+            }
             progress.done();
         }
         if let Some(handle) = outbox {

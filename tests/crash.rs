@@ -200,3 +200,184 @@ fn a_first_sync_killed_at_many_moments_ends_exact() {
     assert_mirror(&home, &dovecot, "alice", acntid, "INBOX");
     integrity_ok(&home);
 }
+
+fn outbox_mail(id: &str, i: usize) -> Vec<u8> {
+    format!(
+        "From: alice@example.com\r\nTo: x{}@example.org\r\nSubject: crash {id}\r\n\
+         Message-ID: <{id}>\r\nDate: Sun, 29 Nov 2026 08:00:00 +0100\r\n\r\n\
+         Hello,\r\nthis is message {id}.\r\n",
+        i % 7
+    )
+    .into_bytes()
+}
+
+/// Queues N messages as the web app does (direct INSERT); returns their ids.
+fn queue_batch(home: &TempHome, acntid: i64, cycle: usize, n: usize) -> Vec<String> {
+    let ids: Vec<String> = (0..n).map(|i| format!("crash{cycle}-{i}@test")).collect();
+    let mut c = db(home);
+    let tx = c.transaction().expect("tx");
+    for (i, id) in ids.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO email_outbox (acntid, raw) VALUES (?, ?)",
+            rusqlite::params![acntid, outbox_mail(id, i)],
+        )
+        .expect("insert");
+    }
+    tx.commit().expect("commit");
+    ids
+}
+
+fn count_in(hay: &[u8], needle: &str) -> usize {
+    hay.windows(needle.len())
+        .filter(|w| *w == needle.as_bytes())
+        .count()
+}
+
+fn states(home: &TempHome, state: &str) -> Vec<i64> {
+    let c = db(home);
+    let mut s = c
+        .prepare("SELECT emoid FROM email_outbox WHERE state = ? ORDER BY emoid")
+        .expect("prepare");
+    s.query_map([state], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[test]
+fn an_outbox_drain_killed_at_many_moments_delivers_everything_once() {
+    use support::engine::{add_account_smtp, Side};
+    use support::ScriptedSmtp;
+    const N: usize = 200;
+    let dovecot = Dovecot::start();
+    let smtp = ScriptedSmtp::accept_all();
+    let home = TempHome::new();
+    config(&home, &dovecot, "");
+    let pw = dovecot.password("alice");
+    let acntid = add_account_smtp(
+        &home,
+        "alice",
+        Side {
+            security: "tls",
+            port: dovecot.imaps_port(),
+            password: &pw,
+        },
+        Side {
+            security: "plain",
+            port: smtp.port(),
+            password: "",
+        },
+    );
+    let mut ids = queue_batch(&home, acntid, 0, N);
+    let mut cycle = 0;
+
+    let mut rng = Rng(0x0b0c_5eed_7777_0001);
+    let points = kill_points();
+    let mut in_flight: Vec<i64> = Vec::new();
+    let mut outcomes = Vec::new();
+    for k in 0..points {
+        let remaining = states(&home, "queued").len() + states(&home, "sending").len();
+        let copies_left: i64 = db(&home)
+            .query_row(
+                "SELECT COUNT(*) FROM email_outbox WHERE sent_copy = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        if remaining == 0 && copies_left == 0 {
+            // This drain got through: queue the next batch and go on killing.
+            cycle += 1;
+            outcomes.push("drained".to_string());
+            ids.extend(queue_batch(&home, acntid, cycle, N));
+        }
+        let n = 1 + rng.below(25);
+        let (label, env) = match k % 4 {
+            0 => (
+                format!("smtp-accepted={n}"),
+                Some(format!("smtp-accepted={n}")),
+            ),
+            1 => (
+                format!("sent-recorded={n}"),
+                Some(format!("sent-recorded={n}")),
+            ),
+            2 => (format!("appended={n}"), Some(format!("appended={n}"))),
+            _ => ("random".to_string(), None),
+        };
+        let mut cmd = home.engine();
+        if let Some(spec) = &env {
+            cmd.env("BACKPROC_FAILPOINTS", spec);
+        }
+        let mut child = cmd.args(["run", "--no-sync"]).spawn().expect("spawn");
+        let status = if env.is_none() {
+            std::thread::sleep(Duration::from_millis(30 + rng.below(300)));
+            let _ = child.kill();
+            child.wait().expect("wait")
+        } else {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Some(st) = child.try_wait().expect("try_wait") {
+                    break st;
+                }
+                assert!(Instant::now() < deadline, "{label}: the run did not end");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        use std::os::unix::process::ExitStatusExt;
+        let killed = status.signal() == Some(9);
+        outcomes.push(format!(
+            "{label}: {}",
+            if killed { "killed" } else { "finished" }
+        ));
+        integrity_ok(&home);
+        let sending = states(&home, "sending");
+        assert!(
+            sending.len() <= 1,
+            "{label}: more than one message in flight: {sending:?}"
+        );
+        in_flight.extend(sending);
+    }
+    eprintln!("outbox kill points: {outcomes:?}");
+    let killed = outcomes.iter().filter(|o| o.ends_with("killed")).count();
+    assert!(
+        killed >= points / 2,
+        "too few runs were actually killed: {outcomes:?}"
+    );
+
+    run(&home, &["--no-sync"], 0);
+    assert_eq!(
+        states(&home, "sent").len(),
+        ids.len(),
+        "every message ends sent"
+    );
+    let got = smtp.received();
+    for bare in &ids {
+        let id = format!("<{bare}>");
+        let n: usize = got.iter().map(|r| count_in(&r.data, &id)).sum();
+        assert!(n >= 1, "{id} never arrived");
+        if n > 1 {
+            let emoid: i64 = db(&home)
+                .query_row(
+                    "SELECT emoid FROM email_outbox WHERE message_id = ?",
+                    [bare],
+                    |r| r.get(0),
+                )
+                .expect("row");
+            let times = in_flight.iter().filter(|e| **e == emoid).count();
+            assert!(
+                times >= 1 && n <= 1 + times,
+                "{id} arrived {n} times but was in flight at {times} kills"
+            );
+        }
+    }
+    // One copy in Sent per message, however often the APPEND was cut short.
+    let sent = dovecot.imap("alice").fetch_raw_all("Sent");
+    for bare in &ids {
+        let id = format!("<{bare}>");
+        let n = sent
+            .iter()
+            .filter(|(_, raw, _)| count_in(raw, &id) > 0)
+            .count();
+        assert_eq!(n, 1, "{id}: copies in Sent");
+    }
+    integrity_ok(&home);
+}

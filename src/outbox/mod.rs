@@ -57,33 +57,39 @@ pub fn drain_during_run(
     clock: &(dyn Fn() -> i64 + Sync),
     deadline: Instant,
     sync_done: &AtomicBool,
+    only: &[i64],
 ) -> Result<usize> {
     let mut store = Store::open_unmigrated(&layout.db_path())?;
     store.set_durable()?;
-    for row in store.outbox_list(Some("sending"))? {
+    let interrupted = store.outbox_list(Some("sending"))?;
+    for row in &interrupted {
         log::warn!(
             "message emoid={} was being sent when a run stopped; it goes out again {}",
             row.emoid,
             at_account(row.acntid)
         );
     }
-    store.requeue_sending()?;
+    if !interrupted.is_empty() {
+        store.requeue_sending()?;
+    }
     let mut health = Health::default();
     let mut no_copies = HashSet::new();
     let mut failed = 0;
     loop {
         let last_round = sync_done.load(Ordering::SeqCst);
-        failed += drain_once(&mut store, config, clock, deadline, &mut health)?;
-        copy_to_sent(&mut store, config, clock(), deadline, &mut no_copies);
+        failed += drain_once(&mut store, config, clock, deadline, &mut health, only)?;
+        copy_to_sent(&mut store, config, clock(), deadline, &mut no_copies, only);
         if last_round || Instant::now() >= deadline {
             break;
         }
-        let until = Instant::now() + POLL;
-        while Instant::now() < until
-            && Instant::now() < deadline
-            && !sync_done.load(Ordering::SeqCst)
-        {
-            std::thread::sleep(Duration::from_millis(100));
+        // The run unparks this thread when the sync is done.
+        let until = (Instant::now() + POLL).min(deadline);
+        while !sync_done.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            std::thread::park_timeout(until - now);
         }
     }
     Ok(failed)
@@ -96,8 +102,10 @@ fn drain_once(
     clock: &dyn Fn() -> i64,
     deadline: Instant,
     health: &mut Health,
+    only: &[i64],
 ) -> Result<usize> {
-    let due = store.outbox_due(clock())?;
+    let mut due = store.outbox_due(clock())?;
+    due.retain(|r| only.is_empty() || only.contains(&r.acntid));
     let mut by_account: Vec<(i64, Vec<OutboxRow>)> = Vec::new();
     for row in due {
         match by_account.iter_mut().find(|(a, _)| *a == row.acntid) {
@@ -196,8 +204,10 @@ fn drain_once(
                     session_error = Some("the SMTP server stopped answering".into());
                 }
             }
+            crate::failpoint::hit("smtp-accepted");
             let now = clock();
             let ok = record(store, &row, &rcpts, &attempt, config, now)?;
+            crate::failpoint::hit("sent-recorded");
             if !ok {
                 failed += 1;
             }
@@ -448,6 +458,7 @@ fn copy_to_sent(
     now: i64,
     deadline: Instant,
     skip: &mut HashSet<i64>,
+    only: &[i64],
 ) {
     let accounts = match store.accounts_with_sent_copies() {
         Ok(a) => a,
@@ -460,7 +471,7 @@ fn copy_to_sent(
         if Instant::now() >= deadline {
             return;
         }
-        if skip.contains(&acntid) {
+        if skip.contains(&acntid) || !(only.is_empty() || only.contains(&acntid)) {
             continue;
         }
         if let Err(e) = copy_account(store, config, acntid, now) {
@@ -540,6 +551,7 @@ fn copy_account(store: &mut Store, config: &Config, acntid: i64, now: i64) -> Re
         let wire = message::wire(&raw, own_id.is_none().then_some(id.as_str()), false);
         match sent::store_copy(&mut client, &folder, &id, &wire) {
             Ok(appended) => {
+                crate::failpoint::hit("appended");
                 store.set_sent_copy(r.emoid, "done", None, now)?;
                 log::debug!(
                     "message emoid={}: {} in Sent {}",
