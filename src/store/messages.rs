@@ -174,7 +174,7 @@ impl Store {
         let mut stmt = self
             .conn()
             .prepare_cached(
-                "SELECT uid, COALESCE(flags, '') FROM email_messages \
+                "SELECT uid, COALESCE(flags, '') FROM email_messages INDEXED BY email_messages_flags \
                  WHERE emfdid = ? AND uidvalidity = ? ORDER BY uid",
             )
             .context("prepare flag list")?;
@@ -214,7 +214,7 @@ impl Store {
         let mut stmt = self
             .conn()
             .prepare_cached(
-                "SELECT uid FROM email_messages \
+                "SELECT uid FROM email_messages INDEXED BY email_messages_partial \
                  WHERE emfdid = ? AND uidvalidity = ? AND partial = 1 ORDER BY uid",
             )
             .context("prepare partial list")?;

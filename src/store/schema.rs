@@ -85,7 +85,8 @@ CREATE TABLE IF NOT EXISTS email_messages (
     UNIQUE (emfdid, uidvalidity, uid)
 );
 CREATE INDEX IF NOT EXISTS email_messages_message_id ON email_messages (emfdid, message_id);
-CREATE INDEX IF NOT EXISTS email_messages_partial ON email_messages (emfdid) WHERE partial = 1;
+-- Messages waiting for their bodies, found without walking the folder's rows.
+CREATE INDEX IF NOT EXISTS email_messages_partial ON email_messages (emfdid, uidvalidity, uid) WHERE partial = 1;
 -- Covers the flag comparison of a full sync without CONDSTORE: the rows
 -- themselves (with the start of raw inline) are never walked for it.
 CREATE INDEX IF NOT EXISTS email_messages_flags ON email_messages (emfdid, uidvalidity, uid, flags);

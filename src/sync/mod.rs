@@ -571,12 +571,14 @@ fn reconcile(
                 &mut collect,
                 &mut |r| vanished_ranges.extend_from_slice(r),
             )?;
-            let stored = ctx.store.stored_uids(f.emfdid, uidvalidity)?;
+            // Stored flags come from a covering index: only real changes
+            // are written (new mail bumps the modseq too).
+            let stored = ctx.store.stored_flags(f.emfdid, uidvalidity)?;
+            let uids: Vec<u32> = stored.iter().map(|(u, _)| *u).collect();
             log::debug!("flags and expunges by QRESYNC since modseq {m}");
-            plan::Reconcile {
-                flags: plan::changed_of_stored(&stored, server),
-                expunged: plan::vanished(&stored, &vanished_ranges),
-            }
+            let mut r = plan::reconcile(&stored, &server, false, None);
+            r.expunged = plan::vanished(&uids, &vanished_ranges);
+            r
         }
         Some(m) => {
             client.uid_fetch(
@@ -586,20 +588,10 @@ fn reconcile(
                 &mut collect,
                 &mut |_| {},
             )?;
-            let present: HashSet<u32> = client
-                .uid_search(&format!("UID {range}"))?
-                .into_iter()
-                .collect();
-            let stored = ctx.store.stored_uids(f.emfdid, uidvalidity)?;
+            let present = client.uid_search(&format!("UID {range}"))?;
+            let stored = ctx.store.stored_flags(f.emfdid, uidvalidity)?;
             log::debug!("flags by CONDSTORE since modseq {m}, expunges by UID list");
-            plan::Reconcile {
-                expunged: stored
-                    .iter()
-                    .copied()
-                    .filter(|u| !present.contains(u))
-                    .collect(),
-                flags: plan::changed_of_stored(&stored, server),
-            }
+            plan::reconcile(&stored, &server, false, Some(&present))
         }
         None => {
             client.uid_fetch(&range, "(UID FLAGS)", None, &mut collect, &mut |_| {})?;

@@ -181,22 +181,18 @@ pub fn reconcile(
     out
 }
 
-/// Flag changes the server reported (CHANGEDSINCE) for messages we store;
-/// `stored` is ascending.
-pub fn changed_of_stored(stored: &[u32], server: Vec<(u32, String)>) -> Vec<(u32, String)> {
-    server
-        .into_iter()
-        .filter(|(uid, _)| stored.binary_search(uid).is_ok())
-        .collect()
-}
-
-/// The stored UIDs that fall in the VANISHED ranges.
+/// The stored UIDs (ascending) that fall in the VANISHED ranges; a range
+/// like `1:4000000000` costs a binary search, not a walk.
 pub fn vanished(stored: &[u32], ranges: &[std::ops::RangeInclusive<u32>]) -> Vec<u32> {
-    stored
-        .iter()
-        .copied()
-        .filter(|u| ranges.iter().any(|r| r.contains(u)))
-        .collect()
+    let mut out: Vec<u32> = Vec::new();
+    for r in ranges {
+        let lo = stored.partition_point(|u| u < r.start());
+        let hi = stored.partition_point(|u| u <= r.end());
+        out.extend_from_slice(&stored[lo..hi.max(lo)]);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The server's flags as stored: space-separated as sent, without `\Recent`
@@ -413,6 +409,12 @@ mod tests {
     #[test]
     fn vanished_and_flags() {
         assert_eq!(vanished(&[1, 5, 9, 12], &[4..=9, 100..=200]), vec![5, 9]);
+        assert_eq!(
+            vanished(&[1, 5, 9, 12], &[9..=12, 1..=5, 5..=9]),
+            vec![1, 5, 9, 12]
+        );
+        assert_eq!(vanished(&[3, 7], &[1..=u32::MAX]), vec![3, 7]);
+        assert!(vanished(&[], &[1..=10]).is_empty());
         assert_eq!(
             flags_string(&[b"\\Seen", b"\\Recent", b"$Label1"]),
             "\\Seen $Label1"
