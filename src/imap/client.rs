@@ -865,6 +865,10 @@ impl Client {
 
     /// Reads one whole response (a line and the literals it announces) into `buf`.
     fn read_response(&mut self) -> Result<(), Error> {
+        if self.buf.capacity() > 4 << 20 {
+            // Do not keep a large message's worth of buffer for the session.
+            self.buf = Vec::with_capacity(64 * 1024);
+        }
         self.buf.clear();
         self.io.get_mut().arm();
         loop {

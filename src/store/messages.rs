@@ -5,7 +5,19 @@ use super::folders::{apply_patch, FolderPatch};
 use super::Store;
 use crate::error::{Context, Result};
 use crate::message::Summary;
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
+
+/// Above this size a message's bytes are written into a zeroblob in place.
+const LARGE_BLOB: usize = 1 << 20;
+
+fn blob_placeholder(len: usize) -> Result<rusqlite::blob::ZeroBlob> {
+    // SQLite's blobs end at 2^31 - 1 bytes.
+    i32::try_from(len)
+        .map(|l| rusqlite::blob::ZeroBlob(l as u64))
+        .map_err(|_| {
+            crate::error::Error::Store(format!("a message of {len} bytes is too large to store"))
+        })
+}
 
 /// A message fetched from the server, ready to insert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +96,16 @@ impl Store {
                                  ON CONFLICT (emfdid, uidvalidity, uid) DO NOTHING",
                             )
                             .context("prepare insert")?;
-                        applied.inserted += stmt
+                        // A large message goes in as a zeroblob written in
+                        // place: no second copy for the bound parameter, no
+                        // record of its full size in memory.
+                        let large = m.raw.len() > LARGE_BLOB;
+                        let raw: &dyn rusqlite::ToSql = if large {
+                            &blob_placeholder(m.raw.len())?
+                        } else {
+                            &m.raw
+                        };
+                        let n = stmt
                             .execute(params![
                                 emfdid,
                                 v,
@@ -99,9 +120,19 @@ impl Store {
                                 m.flags,
                                 m.partial,
                                 now,
-                                m.raw
+                                raw
                             ])
                             .context(format!("store message uid {} of folder {emfdid}", m.uid))?;
+                        if n == 1 && large {
+                            let rowid = tx.last_insert_rowid();
+                            tx.blob_open(rusqlite::MAIN_DB, "email_messages", "raw", rowid, false)
+                                .and_then(|mut b| b.write_at(&m.raw, 0))
+                                .context(format!(
+                                    "store message uid {} of folder {emfdid}",
+                                    m.uid
+                                ))?;
+                        }
+                        applied.inserted += n;
                     }
                     Op::SetFlags { uid, flags } => {
                         tx.prepare_cached(
@@ -132,12 +163,23 @@ impl Store {
                         .context(format!("re-map message {emmsid} to uid {uid}"))?;
                     }
                     Op::Complete { uid, raw } => {
-                        tx.prepare_cached(
-                            "UPDATE email_messages SET raw = ?, partial = 0 \
-                             WHERE emfdid = ? AND uidvalidity = ? AND uid = ?",
-                        )
-                        .and_then(|mut s| s.execute(params![raw, emfdid, v, uid]))
-                        .context(format!("store the whole of uid {uid} in folder {emfdid}"))?;
+                        let what = || format!("store the whole of uid {uid} in folder {emfdid}");
+                        let placeholder = blob_placeholder(raw.len())?;
+                        let rowid: Option<i64> = tx
+                            .prepare_cached(
+                                "UPDATE email_messages SET raw = ?, partial = 0 \
+                                 WHERE emfdid = ? AND uidvalidity = ? AND uid = ? RETURNING emmsid",
+                            )
+                            .and_then(|mut s| {
+                                s.query_row(params![placeholder, emfdid, v, uid], |r| r.get(0))
+                                    .optional()
+                            })
+                            .context(what())?;
+                        if let Some(rowid) = rowid {
+                            tx.blob_open(rusqlite::MAIN_DB, "email_messages", "raw", rowid, false)
+                                .and_then(|mut b| b.write_at(raw, 0))
+                                .context(what())?;
+                        }
                     }
                     Op::DropOldGenerations => {
                         tx.execute(
