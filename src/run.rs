@@ -145,11 +145,9 @@ pub fn run(layout: &Layout, config: &Config, opts: &Options, now: i64) -> Result
     check_accounts(&store, &opts.accounts)?;
     store.ensure_inboxes()?;
     let db_path = layout.db_path();
-    let (writer, writer_thread) = Writer::spawn_with_checkpointer(
-        Store::open_unmigrated(&db_path)?,
-        Some(Store::open_unmigrated(&db_path)?),
-    )
-    .map_err(|e| Error::Other(format!("cannot start the database writer: {e}")))?;
+    let (writer, writer_thread) =
+        Writer::spawn_with_checkpointer(Store::open_unmigrated(&db_path)?, Some(db_path.clone()))
+            .map_err(|e| Error::Other(format!("cannot start the database writer: {e}")))?;
 
     let sync_on = config.sync_enabled && !opts.no_sync;
     let outbox_on = config.outbox_enabled && !opts.no_outbox;

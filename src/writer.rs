@@ -50,22 +50,32 @@ impl Writer {
         Writer::spawn_with_checkpointer(store, None)
     }
 
-    /// Like `spawn`, with `checkpointer` (a second connection) folding the
-    /// WAL back into the database on another thread meanwhile.
+    /// Like `spawn`, with a checkpointer thread folding the WAL back into
+    /// the database at `checkpoint_db` meanwhile (its connection is opened
+    /// when it is first needed: most runs never need it).
     pub fn spawn_with_checkpointer(
         store: Store,
-        checkpointer: Option<Store>,
+        checkpoint_db: Option<std::path::PathBuf>,
     ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::sync_channel::<Job>(64);
         let (nudge_tx, nudge_rx) = mpsc::sync_channel::<()>(1);
-        let ckpt = match checkpointer {
-            Some(ck) => Some(
+        let ckpt = match checkpoint_db {
+            Some(path) => Some(
                 std::thread::Builder::new()
                     .name("checkpointer".into())
                     .spawn(move || {
+                        let mut conn: Option<Store> = None;
                         for () in nudge_rx {
-                            if let Err(e) = ck.checkpoint_passive() {
-                                log::debug!("background checkpoint: {e}");
+                            if conn.is_none() {
+                                match Store::open_unmigrated(&path) {
+                                    Ok(s) => conn = Some(s),
+                                    Err(e) => log::debug!("background checkpoint: {e}"),
+                                }
+                            }
+                            if let Some(ck) = &conn {
+                                if let Err(e) = ck.checkpoint_passive() {
+                                    log::debug!("background checkpoint: {e}");
+                                }
                             }
                         }
                     })?,

@@ -227,6 +227,30 @@ impl Store {
         Ok(rows)
     }
 
+    /// UIDs and flags stored for the generation with `lo <= uid <= hi`.
+    pub fn stored_flags_between(
+        &self,
+        emfdid: i64,
+        uidvalidity: u32,
+        lo: u32,
+        hi: u32,
+    ) -> Result<Vec<(u32, String)>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT uid, COALESCE(flags, '') FROM email_messages INDEXED BY email_messages_flags \
+                 WHERE emfdid = ? AND uidvalidity = ? AND uid BETWEEN ? AND ? ORDER BY uid",
+            )
+            .context("prepare flag list")?;
+        let rows = stmt
+            .query_map(params![emfdid, uidvalidity, lo, hi], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .and_then(|rows| rows.collect())
+            .context(format!("read the flags of folder {emfdid}"))?;
+        Ok(rows)
+    }
+
     /// Rows of generations other than `uidvalidity` (candidates for re-mapping).
     pub fn old_generation(&self, emfdid: i64, uidvalidity: u32) -> Result<Vec<OldRow>> {
         let mut stmt = self

@@ -23,6 +23,8 @@ use crate::error::{Context, Error, Result};
 use crate::layout::restrict_file;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a statement waits for another writer (the web app, a second
@@ -32,6 +34,12 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Above this size the WAL is folded back into the database at the end of a
 /// run (and truncated to it after a checkpoint).
 const WAL_LIMIT: u64 = 16 << 20;
+
+/// Past this the checkpointer thread folds the WAL back during the run. A
+/// run that writes less leaves its frames for the end of the run (or a
+/// later run): a checkpoint's fsyncs on the WAL slow the writer's appends
+/// to it, which a small run would feel more than it gains.
+const WAL_BACKGROUND: u64 = 32 << 20;
 
 /// Largest WAL kept after a checkpoint (a little over the auto-checkpoint
 /// size of 4096 pages).
@@ -49,6 +57,8 @@ pub struct Store {
     /// Set when a write waited the whole busy timeout in vain: later writes
     /// fail at once with this message instead of waiting again each.
     locked_out: Option<String>,
+    /// Bytes in the WAL after the last commit (set by the bulk writer's hook).
+    wal_bytes: Option<Arc<AtomicU64>>,
 }
 
 impl Store {
@@ -115,6 +125,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             locked_out: None,
+            wal_bytes: None,
         })
     }
 
@@ -208,7 +219,13 @@ impl Store {
     /// grown past `WAL_LIMIT`; a small one waits for the next run (no fsync
     /// for a run that changed little).
     pub fn checkpoint_if_large(&self) -> Result<()> {
-        if self.wal_size() > WAL_LIMIT {
+        // What the WAL holds, as the last commit saw it; else the file's
+        // size (which does not shrink when the WAL starts over).
+        let holds = match &self.wal_bytes {
+            Some(b) => b.load(Ordering::Relaxed),
+            None => self.wal_size(),
+        };
+        if holds > WAL_LIMIT {
             self.checkpoint()?;
         }
         Ok(())
@@ -217,7 +234,9 @@ impl Store {
     /// Sets this connection up as the run's only bulk writer: a page cache
     /// that holds a whole batch (no spilling mid-transaction) and no
     /// checkpoints of its own (a checkpointer thread does them meanwhile).
-    /// After each commit `nudge` is called; when the WAL holds more than
+    /// After a commit that leaves more than `WAL_BACKGROUND` bytes in the WAL,
+    /// `nudge` is called (a run that changes little never checkpoints
+    /// meanwhile); when the WAL holds more than
     /// `wal_max` bytes the writer checkpoints itself (RESTART), which bounds
     /// the WAL should the checkpointer fall behind.
     pub fn set_bulk_writer(
@@ -232,23 +251,31 @@ impl Store {
             .conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .context("read the page size")?;
-        let max_pages = (wal_max / page.max(512) as u64).min(i32::MAX as u64) as i32;
+        let page = page.max(512) as u64;
+        let max_pages = (wal_max / page).min(i32::MAX as u64) as i32;
+        let wal_bytes = Arc::new(AtomicU64::new(0));
+        let seen = wal_bytes.clone();
         // The hook replaces SQLite's own auto-checkpoint.
         self.conn
             .wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: i32| {
+                let bytes = pages.max(0) as u64 * page;
+                seen.store(bytes, Ordering::Relaxed);
                 if pages > max_pages {
                     // Busy when the checkpointer is at it: the next commit
                     // tries again. A failed checkpoint never fails the commit.
                     let _ = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::RESTART);
-                } else {
+                } else if bytes > WAL_BACKGROUND {
                     nudge();
                 }
                 Ok(())
             }))
-            .context("install the WAL hook")
+            .context("install the WAL hook")?;
+        self.wal_bytes = Some(wal_bytes);
+        Ok(())
     }
 
-    /// Removes the WAL hook of `set_bulk_writer` (and what it holds).
+    /// Removes the WAL hook of `set_bulk_writer` (and what it holds); the
+    /// WAL size it last saw is still used by `checkpoint_if_large`.
     pub fn clear_hooks(&mut self) -> Result<()> {
         self.conn
             .wal_hook(None::<fn(&mut rusqlite::hooks::Wal, i32) -> rusqlite::Result<()>>)

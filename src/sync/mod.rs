@@ -571,13 +571,16 @@ fn reconcile(
                 &mut collect,
                 &mut |r| vanished_ranges.extend_from_slice(r),
             )?;
-            // Stored flags come from a covering index: only real changes
-            // are written (new mail bumps the modseq too).
-            let stored = ctx.store.stored_flags(f.emfdid, uidvalidity)?;
-            let uids: Vec<u32> = stored.iter().map(|(u, _)| *u).collect();
+            // Only real changes are written (new mail bumps the modseq
+            // too): the stored flags of the reported UIDs, from a covering
+            // index, over just the span the server reported.
+            let stored = reported_span(ctx, f, uidvalidity, &server)?;
             log::debug!("flags and expunges by QRESYNC since modseq {m}");
             let mut r = plan::reconcile(&stored, &server, false, None);
-            r.expunged = plan::vanished(&uids, &vanished_ranges);
+            if !vanished_ranges.is_empty() {
+                let uids = ctx.store.stored_uids(f.emfdid, uidvalidity)?;
+                r.expunged = plan::vanished(&uids, &vanished_ranges);
+            }
             r
         }
         Some(m) => {
@@ -588,10 +591,20 @@ fn reconcile(
                 &mut collect,
                 &mut |_| {},
             )?;
-            let present = client.uid_search(&format!("UID {range}"))?;
-            let stored = ctx.store.stored_flags(f.emfdid, uidvalidity)?;
+            let present: HashSet<u32> = client
+                .uid_search(&format!("UID {range}"))?
+                .into_iter()
+                .collect();
+            let stored = reported_span(ctx, f, uidvalidity, &server)?;
             log::debug!("flags by CONDSTORE since modseq {m}, expunges by UID list");
-            plan::reconcile(&stored, &server, false, Some(&present))
+            let mut r = plan::reconcile(&stored, &server, false, None);
+            r.expunged = ctx
+                .store
+                .stored_uids(f.emfdid, uidvalidity)?
+                .into_iter()
+                .filter(|u| !present.contains(u))
+                .collect();
+            r
         }
         None => {
             client.uid_fetch(&range, "(UID FLAGS)", None, &mut collect, &mut |_| {})?;
@@ -622,6 +635,26 @@ fn reconcile(
         });
     }
     Ok((ops, n))
+}
+
+/// The stored flags of the UIDs between the lowest and the highest the
+/// server reported (none when it reported none).
+fn reported_span(
+    ctx: &Ctx<'_>,
+    f: &Folder,
+    uidvalidity: u32,
+    server: &[(u32, String)],
+) -> Result<Vec<(u32, String)>, SyncError> {
+    let lo = server.iter().map(|(u, _)| *u).min();
+    let hi = server.iter().map(|(u, _)| *u).max();
+    match (lo, hi) {
+        (Some(lo), Some(hi)) => {
+            Ok(ctx
+                .store
+                .stored_flags_between(f.emfdid, uidvalidity, lo, hi)?)
+        }
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// INTERNALDATE (`17-Jul-1996 02:44:25 -0700`) as Unix seconds.
