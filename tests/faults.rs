@@ -22,7 +22,6 @@
 mod support;
 
 use rusqlite::params;
-use std::io::Write;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::engine::*;
@@ -329,33 +328,6 @@ fn mail(from: &str, id: &str) -> Vec<u8> {
          Hello,\r\nthis is {id}.\r\n"
     )
     .into_bytes()
-}
-
-fn queue(home: &TempHome, acntid: i64, raw: &[u8]) -> i64 {
-    let mut child = home
-        .engine()
-        .args(["outbox", "add", "--account", &acntid.to_string(), "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn outbox add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(raw)
-        .expect("write message");
-    let out = child.wait_with_output().expect("outbox add");
-    assert!(
-        out.status.success(),
-        "outbox add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("emoid")
 }
 
 fn smtp_setup(rules: Vec<Rule>) -> Smtp {

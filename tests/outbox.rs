@@ -7,10 +7,10 @@
 mod support;
 
 use rusqlite::params;
-use std::io::Write;
-use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::engine::{add_account_smtp, add_account_with, db, engine, run, Side};
+use support::engine::{
+    add_account_smtp, add_account_with, db, engine, outbox_add, queue, run, Side,
+};
 use support::{
     wait_until, Dovecot, ImapTool, Postfix, ScriptedSmtp, ScriptedSmtpOptions, SilentServer,
     SmtpRules, SmtpTls, TempHome,
@@ -75,39 +75,6 @@ fn mail(from: &str, to: &str, id: &str, extra_headers: &str) -> Vec<u8> {
          Hello,\r\nthis is {id}.\r\n"
     )
     .into_bytes()
-}
-
-/// `engine outbox add --account ACNTID -` with `raw` on stdin.
-fn outbox_add(home: &TempHome, acntid: i64, raw: &[u8]) -> Output {
-    let mut child = home
-        .engine()
-        .args(["outbox", "add", "--account", &acntid.to_string(), "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn outbox add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(raw)
-        .expect("write message");
-    child.wait_with_output().expect("outbox add")
-}
-
-/// Queues `raw` and returns its emoid.
-fn queue(home: &TempHome, acntid: i64, raw: &[u8]) -> i64 {
-    let out = outbox_add(home, acntid, raw);
-    assert!(
-        out.status.success(),
-        "outbox add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("outbox add prints the emoid")
 }
 
 #[derive(Debug)]

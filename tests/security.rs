@@ -518,24 +518,6 @@ fn files_stay_private_under_a_careless_umask_and_loose_modes_are_repaired() {
 // ---------------------------------------------------------------------------
 // header injection
 
-fn outbox_add(home: &TempHome, acntid: i64, raw: &[u8]) -> Output {
-    let mut child = home
-        .engine()
-        .args(["outbox", "add", "--account", &acntid.to_string(), "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn outbox add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(raw)
-        .expect("write");
-    child.wait_with_output().expect("outbox add")
-}
-
 #[test]
 fn header_injection_is_refused_at_queue_time_and_tricky_headers_go_out_harmless() {
     let dovecot = Dovecot::start();

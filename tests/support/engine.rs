@@ -294,3 +294,36 @@ pub fn assert_secret_nowhere(home: &TempHome, secrets: &[&str]) {
         }
     }
 }
+
+/// `engine outbox add --account ACNTID -` with `raw` on stdin.
+pub fn outbox_add(home: &TempHome, acntid: i64, raw: &[u8]) -> Output {
+    let mut child = home
+        .engine()
+        .args(["outbox", "add", "--account", &acntid.to_string(), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn outbox add");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(raw)
+        .expect("write message");
+    child.wait_with_output().expect("outbox add")
+}
+
+/// Queues `raw` and returns its emoid.
+pub fn queue(home: &TempHome, acntid: i64, raw: &[u8]) -> i64 {
+    let out = outbox_add(home, acntid, raw);
+    assert!(
+        out.status.success(),
+        "outbox add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("outbox add prints the emoid")
+}
