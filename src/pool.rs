@@ -177,6 +177,14 @@ pub fn run(
     state.outcomes
 }
 
+/// The recording of the folders that needed no sync, still in flight.
+struct SkippedWrite {
+    idx: usize,
+    acntid: i64,
+    skipped: Vec<(i64, crate::store::FolderPatch)>,
+    pending: crate::writer::Pending<()>,
+}
+
 impl Pool<'_> {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -295,7 +303,23 @@ impl Pool<'_> {
         }
     }
 
+    /// One session on account `idx`: connect, discover when asked, then its
+    /// folders' jobs until none is left (or the run must stop).
     fn serve(&self, idx: usize, discover_first: bool, store: &Store) {
+        let mut skipped = None;
+        self.session(idx, discover_first, store, &mut skipped);
+        if let Some(w) = skipped {
+            self.settle_skipped(w);
+        }
+    }
+
+    fn session(
+        &self,
+        idx: usize,
+        discover_first: bool,
+        store: &Store,
+        skipped: &mut Option<SkippedWrite>,
+    ) {
         let account = self.lock().accts[idx].account.clone();
         let acntid = account.acntid;
         let s = self.settings;
@@ -324,19 +348,22 @@ impl Pool<'_> {
             }
         }
         if discover_first {
-            if let Err(e) = self.discover(idx, &mut client, store) {
-                if e.breaks_session() {
+            match self.discover(idx, &mut client, store) {
+                Ok(w) => *skipped = w,
+                Err(e) if e.breaks_session() => {
                     self.connection_failed(idx, &e, None);
                     self.release(idx);
                     return;
                 }
-                // LIST refused: go on with the folders we know.
-                log::warn!("folder discovery failed: {e} {}", at_account(acntid));
-                let mut st = self.lock();
-                st.accts[idx].discovered = true;
-                st.accts[idx].discovering = false;
-                drop(st);
-                self.cond.notify_all();
+                Err(e) => {
+                    // LIST refused: go on with the folders we know.
+                    log::warn!("folder discovery failed: {e} {}", at_account(acntid));
+                    let mut st = self.lock();
+                    st.accts[idx].discovered = true;
+                    st.accts[idx].discovering = false;
+                    drop(st);
+                    self.cond.notify_all();
+                }
             }
         }
         let ctx = Ctx {
@@ -407,7 +434,12 @@ impl Pool<'_> {
 
     /// LIST: new folders are added (and synced in this run), vanished ones
     /// marked removed; statuses are kept for the skip decisions.
-    fn discover(&self, idx: usize, client: &mut Client, store: &Store) -> Result<(), imap::Error> {
+    fn discover(
+        &self,
+        idx: usize,
+        client: &mut Client,
+        store: &Store,
+    ) -> Result<Option<SkippedWrite>, imap::Error> {
         let acntid = self.lock().accts[idx].account.acntid;
         let (found, mut statuses) = discover::list(client)?;
         let now = self.settings.now;
@@ -490,45 +522,70 @@ impl Pool<'_> {
         });
         a.statuses = statuses;
         drop(st);
-        if !skipped.is_empty() {
+        // Recorded while the first folder is selected: nothing waits for it
+        // (`settle_skipped` takes the result at the end of the session).
+        let skipped_write = if skipped.is_empty() {
+            None
+        } else {
             let patches = skipped.clone();
-            match self.writer.call(move |s| s.patch_folders(&patches, now)) {
-                Ok(()) => {
-                    let mut st = self.lock();
-                    for (emfdid, _) in &skipped {
-                        log::info!("received 0 new messages in 0s {}", at(acntid, *emfdid));
-                        st.outcomes.push(Outcome::Synced {
-                            acntid,
-                            emfdid: *emfdid,
-                            received: 0,
-                            complete: true,
-                        });
-                        self.progress.finished();
-                    }
-                }
-                Err(e) => {
-                    // Could not record them: sync them the normal way.
-                    log::warn!("{e} {}", at_account(acntid));
-                    let mut st = self.lock();
-                    let a = &mut st.accts[idx];
-                    for (emfdid, p) in skipped {
-                        let kind = if p.full_sync_at.is_some() {
-                            Kind::Full
-                        } else {
-                            Kind::Recent
-                        };
-                        a.jobs.push_back(Job::Folder(emfdid, kind));
-                    }
-                }
-            }
-        }
+            let pending = self.writer.submit(move |s| s.patch_folders(&patches, now));
+            Some(SkippedWrite {
+                idx,
+                acntid,
+                skipped,
+                pending,
+            })
+        };
         let mut st = self.lock();
         let a = &mut st.accts[idx];
         a.discovered = true;
         a.discovering = false;
         drop(st);
         self.cond.notify_all();
-        Ok(())
+        Ok(skipped_write)
+    }
+
+    /// Takes the result of recording the folders that needed no sync: on
+    /// success they are done; else they are queued to be synced the normal
+    /// way.
+    fn settle_skipped(&self, w: SkippedWrite) {
+        let SkippedWrite {
+            idx,
+            acntid,
+            skipped,
+            pending,
+        } = w;
+        match pending.wait() {
+            Ok(()) => {
+                let mut st = self.lock();
+                for (emfdid, _) in &skipped {
+                    log::info!("received 0 new messages in 0s {}", at(acntid, *emfdid));
+                    st.outcomes.push(Outcome::Synced {
+                        acntid,
+                        emfdid: *emfdid,
+                        received: 0,
+                        complete: true,
+                    });
+                    self.progress.finished();
+                }
+            }
+            Err(e) => {
+                // Could not record them: sync them the normal way.
+                log::warn!("{e} {}", at_account(acntid));
+                let mut st = self.lock();
+                let a = &mut st.accts[idx];
+                for (emfdid, p) in skipped {
+                    let kind = if p.full_sync_at.is_some() {
+                        Kind::Full
+                    } else {
+                        Kind::Recent
+                    };
+                    a.jobs.push_back(Job::Folder(emfdid, kind));
+                }
+                drop(st);
+                self.cond.notify_all();
+            }
+        }
     }
 
     fn run_job(
