@@ -153,12 +153,7 @@ pub fn run(
             let pool = &pool;
             let spawned = std::thread::Builder::new()
                 .name(format!("t{}", i + 1))
-                .spawn_scoped(scope, move || match Store::open_unmigrated(db_path) {
-                    Ok(store) => pool.worker(&store),
-                    Err(e) => {
-                        log::error!(target: THREADING, "worker cannot open the database: {e}")
-                    }
-                });
+                .spawn_scoped(scope, move || pool.worker(db_path));
             if let Err(e) = spawned {
                 log::error!(target: THREADING, "cannot start worker t{}: {e}", i + 1);
             }
@@ -190,9 +185,15 @@ impl Pool<'_> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn worker(&self, store: &Store) {
+    /// Serves accounts until none is left. Its database connection is
+    /// opened once the first server has answered: opening it costs about
+    /// what waiting for the server's greeting does.
+    fn worker(&self, db_path: &std::path::Path) {
+        let mut store = None;
         while let Some((idx, discover)) = self.take_account() {
-            self.serve(idx, discover, store);
+            if !self.serve(idx, discover, db_path, &mut store) {
+                break;
+            }
         }
     }
 
@@ -305,30 +306,74 @@ impl Pool<'_> {
 
     /// One session on account `idx`: connect, discover when asked, then its
     /// folders' jobs until none is left (or the run must stop).
-    fn serve(&self, idx: usize, discover_first: bool, store: &Store) {
+    /// Returns false when this worker cannot go on (no database connection).
+    fn serve(
+        &self,
+        idx: usize,
+        discover_first: bool,
+        db_path: &std::path::Path,
+        store: &mut Option<Store>,
+    ) -> bool {
         let mut skipped = None;
-        self.session(idx, discover_first, store, &mut skipped);
+        let go_on = self.session(idx, discover_first, db_path, store, &mut skipped);
         if let Some(w) = skipped {
             self.settle_skipped(w);
         }
+        go_on
     }
 
     fn session(
         &self,
         idx: usize,
         discover_first: bool,
-        store: &Store,
+        db_path: &std::path::Path,
+        store_slot: &mut Option<Store>,
         skipped: &mut Option<SkippedWrite>,
-    ) {
+    ) -> bool {
         let account = self.lock().accts[idx].account.clone();
         let acntid = account.acntid;
         let s = self.settings;
-        let (mut client, qresync) = match discover::connect(&account, &s.tls, s.io_timeout) {
+        // The worker's database connection opens while the server greets
+        // and logs in.
+        let (connected, opened) = std::thread::scope(|scope| {
+            let opening = store_slot.is_none().then(|| {
+                std::thread::Builder::new()
+                    .name("open".into())
+                    .spawn_scoped(scope, || Store::open_unmigrated(db_path))
+            });
+            let connected = discover::connect(&account, &s.tls, s.io_timeout);
+            let opened = opening.map(|spawned| match spawned {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(crate::error::Error::Store("panic".into()))),
+                Err(e) => Err(crate::error::Error::Other(format!(
+                    "cannot start a thread: {e}"
+                ))),
+            });
+            (connected, opened)
+        });
+        match opened {
+            Some(Ok(store)) => *store_slot = Some(store),
+            Some(Err(e)) => {
+                log::error!(target: THREADING, "worker cannot open the database: {e}");
+                if let Ok((client, _)) = connected {
+                    client.logout();
+                }
+                self.release(idx);
+                return false;
+            }
+            None => {}
+        }
+        let Some(store) = store_slot.as_ref() else {
+            self.release(idx);
+            return false;
+        };
+        let (mut client, qresync) = match connected {
             Ok(c) => c,
             Err(e) => {
                 self.connection_failed(idx, &e, None);
                 self.release(idx);
-                return;
+                return true;
             }
         };
         log::debug!(
@@ -353,7 +398,7 @@ impl Pool<'_> {
                 Err(e) if e.breaks_session() => {
                     self.connection_failed(idx, &e, None);
                     self.release(idx);
-                    return;
+                    return true;
                 }
                 Err(e) => {
                     // LIST refused: go on with the folders we know.
@@ -405,7 +450,7 @@ impl Pool<'_> {
                 Ok(Err(SyncError::Imap(e))) if e.is_connection() => {
                     self.connection_failed(idx, &e, Some(job));
                     self.release(idx);
-                    return;
+                    return true;
                 }
                 Ok(Err(e)) => {
                     let breaks = matches!(&e, SyncError::Imap(i) if i.breaks_session());
@@ -413,7 +458,7 @@ impl Pool<'_> {
                     if breaks {
                         // The session is in an unknown state: start a fresh one.
                         self.release(idx);
-                        return;
+                        return true;
                     }
                 }
                 Err(panic) => {
@@ -424,12 +469,13 @@ impl Pool<'_> {
                         .unwrap_or_else(|| "unknown panic".into());
                     self.job_failed(acntid, job, &format!("internal error (panic): {what}"));
                     self.release(idx);
-                    return;
+                    return true;
                 }
             }
         }
         client.logout();
         self.release(idx);
+        true
     }
 
     /// LIST: new folders are added (and synced in this run), vanished ones
