@@ -249,6 +249,23 @@ def raw_fetch_floor(port, user):
 # ---------------------------------------------------------------- Dovecot
 
 
+def server_alone(port, user, runs=5):
+    """What Dovecot itself takes for the first steps of every run, measured
+    from a bare client: connect, greeting and LOGIN; then the
+    `LIST "" "*" RETURN (STATUS (...))` that tells what changed. Medians, s."""
+    login, lst = [], []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        imap = Imap(port, user)
+        t1 = time.monotonic()
+        imap.cmd('LIST "" "*" RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))')
+        t2 = time.monotonic()
+        imap.close()
+        login.append(t1 - t0)
+        lst.append(t2 - t1)
+    return med(login), med(lst)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -576,6 +593,8 @@ def main():
             floor = med([f[0] for f in floors])
             inbox_mb = floors[0][1] / 1e6
             print(f"[{user}] raw fetch of INBOX: {floor:.3f} s ({inbox_mb:.0f} MB)", flush=True)
+            login_s, list_s = server_alone(port, user)
+            print(f"[{user}] Dovecot alone: connect+LOGIN {login_s * 1000:.1f} ms, LIST-STATUS {list_s * 1000:.1f} ms", flush=True)
 
             eng_first, mb_first = [], []
             home = None
@@ -618,6 +637,10 @@ def main():
             rows.append(fmt_row(f"{n:,} msgs, nothing changed", pick(eng_same), pick(mb_same) if not args.skip_mbsync else None))
             rows.append(fmt_row(f"{n:,} msgs, 1% new mail", pick(eng_new), pick(mb_new)))
             rows.append(f"| {n:,} msgs, raw-fetch floor (INBOX) | {floor:.3f} s, {inbox_mb / floor:,.0f} MB/s | | | |")
+            rows.append(
+                f"| {n:,} msgs, Dovecot alone: connect+LOGIN, LIST-STATUS | "
+                f"{login_s * 1000:.1f} ms, {list_s * 1000:.1f} ms | | | |"
+            )
             shutil.rmtree(os.path.join(args.work, f"engine-{n}"), ignore_errors=True)
             shutil.rmtree(os.path.join(args.work, f"mbsync-{n}"), ignore_errors=True)
 
@@ -638,6 +661,11 @@ def main():
             pick = lambda runs: (med([x[0] for x in runs]), max(x[1] for x in runs)) if runs else None
             rows.append(fmt_row(f"{args.folders} folders x {args.per_folder}, first sync", first, mfirst, None, n, total / 1e6))
             rows.append(fmt_row(f"{args.folders} folders x {args.per_folder}, nothing changed", pick(same), pick(msame)))
+            login_s, list_s = server_alone(port, user)
+            rows.append(
+                f"| {args.folders} folders, Dovecot alone: connect+LOGIN, LIST-STATUS | "
+                f"{login_s * 1000:.1f} ms, {list_s * 1000:.1f} ms | | | |"
+            )
     finally:
         stop_dovecot(conf)
 

@@ -267,6 +267,31 @@ impl Store {
         message_id: &str,
         now: i64,
     ) -> Result<Option<Vec<(String, RcptState, Option<String>)>>> {
+        // The claim need not survive a power loss (the message would only
+        // be sent again, as the one in flight): it is committed without an
+        // fsync of its own, which the outcome's durable commit then covers.
+        let level: i64 = self
+            .conn()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .context("read the synchronous level")?;
+        self.conn()
+            .pragma_update(None, "synchronous", "NORMAL")
+            .context("set synchronous=NORMAL")?;
+        let claimed = self.claim_row(emoid, mail_from, rcpts, message_id, now);
+        self.conn()
+            .pragma_update(None, "synchronous", level)
+            .context("restore the synchronous level")?;
+        claimed
+    }
+
+    fn claim_row(
+        &mut self,
+        emoid: i64,
+        mail_from: &str,
+        rcpts: &[String],
+        message_id: &str,
+        now: i64,
+    ) -> Result<Option<Vec<(String, RcptState, Option<String>)>>> {
         self.write(|tx| {
             let n = tx
                 .execute(
