@@ -186,8 +186,8 @@ impl Pool<'_> {
     }
 
     /// Serves accounts until none is left. Its database connection is
-    /// opened once the first server has answered: opening it costs about
-    /// what waiting for the server's greeting does.
+    /// opened while its first server greets and logs in (opening costs about
+    /// what that wait does).
     fn worker(&self, db_path: &std::path::Path) {
         let mut store = None;
         while let Some((idx, discover)) = self.take_account() {
@@ -343,9 +343,9 @@ impl Pool<'_> {
             });
             let connected = discover::connect(&account, &s.tls, s.io_timeout);
             let opened = opening.map(|spawned| match spawned {
-                Ok(h) => h
-                    .join()
-                    .unwrap_or_else(|_| Err(crate::error::Error::Store("panic".into()))),
+                Ok(h) => h.join().unwrap_or_else(|_| {
+                    Err(crate::error::Error::Store("opening it panicked".into()))
+                }),
                 Err(e) => Err(crate::error::Error::Other(format!(
                     "cannot start a thread: {e}"
                 ))),

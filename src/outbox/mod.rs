@@ -43,7 +43,11 @@ impl Health {
         self.failures.get(&acntid).copied().unwrap_or(0) < 2
     }
     fn failed(&mut self, acntid: i64) {
-        *self.failures.entry(acntid).or_default() += 1;
+        let n = self.failures.entry(acntid).or_default();
+        *n = n.saturating_add(1);
+    }
+    fn give_up(&mut self, acntid: i64) {
+        self.failures.insert(acntid, u32::MAX);
     }
 }
 
@@ -165,6 +169,7 @@ fn drain_once(
                     }
                 }
             }
+            let mut given_up = false;
             let attempt = match (session.take(), &session_error) {
                 (s, _) if pending.is_empty() => {
                     session = s;
@@ -179,6 +184,7 @@ fn drain_once(
                     let timeout = Duration::from_secs(config.io_timeout);
                     let (back, attempt) =
                         s.send_within(&prepared.mail_from, &pending, &prepared.wire, timeout);
+                    given_up = back.is_none();
                     session = back;
                     attempt
                 }
@@ -197,11 +203,18 @@ fn drain_once(
             };
             if attempt.broken {
                 session = None;
-                health.failed(acntid);
-                if health.usable(acntid) {
-                    session_error = None; // one reconnect
+                if given_up {
+                    // A server this slow would be as slow on a new
+                    // connection: no reconnect for this account in this run.
+                    health.give_up(acntid);
+                    session_error = Some("the SMTP server answers too slowly".into());
                 } else {
-                    session_error = Some("the SMTP server stopped answering".into());
+                    health.failed(acntid);
+                    if health.usable(acntid) {
+                        session_error = None; // one reconnect
+                    } else {
+                        session_error = Some("the SMTP server stopped answering".into());
+                    }
                 }
             }
             crate::failpoint::hit("smtp-accepted");

@@ -277,22 +277,7 @@ impl Store {
         self.conn()
             .pragma_update(None, "synchronous", "NORMAL")
             .context("set synchronous=NORMAL")?;
-        let claimed = self.claim_row(emoid, mail_from, rcpts, message_id, now);
-        self.conn()
-            .pragma_update(None, "synchronous", level)
-            .context("restore the synchronous level")?;
-        claimed
-    }
-
-    fn claim_row(
-        &mut self,
-        emoid: i64,
-        mail_from: &str,
-        rcpts: &[String],
-        message_id: &str,
-        now: i64,
-    ) -> Result<Option<Vec<(String, RcptState, Option<String>)>>> {
-        self.write(|tx| {
+        let claimed = self.write(|tx| {
             let n = tx
                 .execute(
                     "UPDATE email_outbox SET state = 'sending', claimed_at = ?, \
@@ -314,7 +299,11 @@ impl Store {
                 have = read_rcpts(tx, emoid)?;
             }
             Ok(Some(have))
-        })
+        });
+        self.conn()
+            .pragma_update(None, "synchronous", level)
+            .context("restore the synchronous level")?;
+        claimed
     }
 
     /// Records an attempt: recipients' outcomes and the message's state, in
