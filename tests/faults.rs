@@ -26,7 +26,9 @@ use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::engine::*;
 use support::proxy::{Fault, Rule, When};
-use support::{wait_until, Dovecot, FaultProxy, ScriptedSmtp, TempHome};
+use support::{
+    wait_until, Dovecot, FaultProxy, ScriptedSmtp, ScriptedSmtpOptions, SmtpTls, TempHome,
+};
 
 /// BG_IO_TIMEOUT of these tests, in seconds.
 const T: u64 = 2;
@@ -336,8 +338,21 @@ fn smtp_setup(rules: Vec<Rule>) -> Smtp {
 
 /// With BG_IO_TIMEOUT `timeout` and the faulty run allowed `bound`.
 fn smtp_setup_with(rules: Vec<Rule>, timeout: u64, bound: Duration) -> Smtp {
+    smtp_setup_full(rules, timeout, bound, false)
+}
+
+/// `starttls`: the server requires STARTTLS (and the accounts use it).
+fn smtp_setup_full(rules: Vec<Rule>, timeout: u64, bound: Duration, starttls: bool) -> Smtp {
     let dovecot = Dovecot::start();
-    let smtp = ScriptedSmtp::accept_all();
+    let smtp = if starttls {
+        ScriptedSmtp::start(ScriptedSmtpOptions {
+            tls: SmtpTls::RequireStartTls,
+            ca: Some(dovecot.ca().clone()),
+            ..Default::default()
+        })
+    } else {
+        ScriptedSmtp::accept_all()
+    };
     let proxy = FaultProxy::with_rules(smtp.port(), rules);
     let home = TempHome::new();
     config(
@@ -352,7 +367,7 @@ fn smtp_setup_with(rules: Vec<Rule>, timeout: u64, bound: Duration) -> Smtp {
             password: &dovecot.password(user),
         };
         let smtp = Side {
-            security: "plain",
+            security: if starttls { "starttls" } else { "plain" },
             port,
             password: "x",
         };
@@ -528,6 +543,34 @@ fn smtp_trickle_is_cut_off() {
         "the transaction is given its time: {took:?}"
     );
     assert_eq!(t.proxy.accepted(), 1, "no reconnect to a server that slow");
+    t.clean_run();
+}
+
+/// The server's answer to STARTTLS and the TLS handshake after it trickle
+/// in a byte at a time: the session set-up (connect, greeting, EHLO,
+/// STARTTLS, handshake, AUTH) is given up after 2 x BG_IO_TIMEOUT + 1 s.
+/// Regression: STARTTLS, the handshake and AUTH ran on the sending thread,
+/// each read bounded but not the whole.
+#[test]
+fn smtp_trickle_in_the_starttls_handshake_is_cut_off() {
+    let timeout = Duration::from_secs(1);
+    let t = smtp_setup_full(
+        vec![Rule::all(
+            When::command("STARTTLS\r\n"),
+            Fault::Trickle {
+                every: Duration::from_millis(300),
+            },
+        )],
+        timeout.as_secs(),
+        timeout * 3 + Duration::from_millis(2500),
+        true,
+    );
+    let (took, errors) = t.faulty_run("trickle after STARTTLS");
+    assert_words("starttls trickle", &errors, &["no answer within 3 s"]);
+    assert!(
+        took >= timeout * 3,
+        "the set-up is given its time: {took:?}"
+    );
     t.clean_run();
 }
 

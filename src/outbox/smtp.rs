@@ -157,44 +157,93 @@ pub fn connect(
     let hello = ClientId::default();
 
     let (tx, rx) = mpsc::channel();
-    let (t, hl) = (tls.clone(), hello.clone());
     let implicit = security == Security::Tls;
     let addrs = crate::net::resolve(&host, port, timeout)
         .map_err(|e| format!("cannot connect to {peer}: {e}"))?;
+    let login = account.smtp_login().to_string();
+    let password = account.smtp_password.clone().filter(|p| !p.is_empty());
+    let setup = SessionSetup {
+        addrs,
+        timeout,
+        implicit,
+        security,
+        tls,
+        hello,
+        login,
+        password,
+        peer: peer.clone(),
+    };
+    // The whole session set-up runs on a helper thread, given up after the
+    // limit: lettre bounds each read, not a server that trickles its
+    // answers (greeting, EHLO, the TLS handshake, AUTH) a byte at a time.
     std::thread::Builder::new()
         .name("smtp-connect".into())
         .spawn(move || {
-            let r = SmtpConnection::connect(
-                &addrs[..],
-                Some(timeout),
-                &hl,
-                implicit.then_some(&t),
-                None,
-            );
-            let _ = tx.send(r);
+            let _ = tx.send(setup.open());
         })
         .map_err(|e| format!("cannot start a thread: {e}"))?;
-    // Without implicit TLS lettre bounds connect, greeting and EHLO itself
-    // (one timeout each); the handshake it leaves unbounded gets one timeout
-    // for the lot.
+    // A silent server costs one timeout either way (lettre's per-read
+    // timeout; with implicit TLS, whose handshake lettre leaves unbounded,
+    // this limit). With STARTTLS a server that trickles is given two.
     let limit = if implicit {
         timeout + Duration::from_secs(1)
     } else {
-        timeout * 3 + Duration::from_secs(1)
+        timeout * 2 + Duration::from_secs(1)
     };
-    let mut conn = match rx.recv_timeout(limit) {
+    let conn = match rx.recv_timeout(limit) {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(format!("cannot connect to {peer}: {}", describe(&e))),
+        Ok(Err(e)) => return Err(e),
         Err(_) => {
             return Err(format!(
-                "cannot connect to {peer}: no answer within {} s (connect, TLS handshake or greeting; timed out)",
+                "cannot connect to {peer}: no answer within {} s (connect, greeting, TLS handshake or login; timed out)",
                 limit.as_secs()
             ))
         }
     };
-    match security {
-        Security::Tls => {}
-        Security::StartTls => {
+    Ok(Session {
+        conn,
+        peer,
+        give_up_at: None,
+    })
+}
+
+/// What it takes to open a session, for the helper thread.
+struct SessionSetup {
+    addrs: Vec<std::net::SocketAddr>,
+    timeout: Duration,
+    implicit: bool,
+    security: Security,
+    tls: TlsParameters,
+    hello: ClientId,
+    login: String,
+    password: Option<String>,
+    peer: String,
+}
+
+impl SessionSetup {
+    /// Connects, reads the greeting, says EHLO, upgrades with STARTTLS and
+    /// logs in, as the security and the password ask.
+    fn open(self) -> Result<SmtpConnection, String> {
+        let SessionSetup {
+            addrs,
+            timeout,
+            implicit,
+            security,
+            tls,
+            hello,
+            login,
+            password,
+            peer,
+        } = self;
+        let mut conn = SmtpConnection::connect(
+            &addrs[..],
+            Some(timeout),
+            &hello,
+            implicit.then_some(&tls),
+            None,
+        )
+        .map_err(|e| format!("cannot connect to {peer}: {}", describe(&e)))?;
+        if security == Security::StartTls {
             if !conn.can_starttls() {
                 conn.abort();
                 return Err(format!(
@@ -204,30 +253,19 @@ pub fn connect(
             conn.starttls(&tls, &hello)
                 .map_err(|e| format!("{peer}: STARTTLS failed: {}", describe(&e)))?;
         }
-        Security::Plain => {}
-    }
-    if let Some(password) = account.smtp_password.as_deref().filter(|p| !p.is_empty()) {
-        let offers_auth = conn.server_info().supports_auth_mechanism(Mechanism::Plain)
-            || conn.server_info().supports_auth_mechanism(Mechanism::Login);
-        if offers_auth {
-            let creds = Credentials::new(account.smtp_login().to_string(), password.to_string());
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
-                .map_err(|e| {
-                    format!(
-                        "{peer}: login as {} refused: {}",
-                        account.smtp_login(),
-                        describe(&e)
-                    )
-                })?;
-        } else {
-            log::debug!("{peer} offers no AUTH: sending without logging in");
+        if let Some(password) = password {
+            let offers_auth = conn.server_info().supports_auth_mechanism(Mechanism::Plain)
+                || conn.server_info().supports_auth_mechanism(Mechanism::Login);
+            if offers_auth {
+                let creds = Credentials::new(login.clone(), password);
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
+                    .map_err(|e| format!("{peer}: login as {login} refused: {}", describe(&e)))?;
+            } else {
+                log::debug!("{peer} offers no AUTH: sending without logging in");
+            }
         }
+        Ok(conn)
     }
-    Ok(Session {
-        conn,
-        peer,
-        give_up_at: None,
-    })
 }
 
 impl Session {
