@@ -224,36 +224,26 @@ impl SessionSetup {
     /// Connects, reads the greeting, says EHLO, upgrades with STARTTLS and
     /// logs in, as the security and the password ask.
     fn open(self) -> Result<SmtpConnection, String> {
-        let SessionSetup {
-            addrs,
-            timeout,
-            implicit,
-            security,
-            tls,
-            hello,
-            login,
-            password,
-            peer,
-        } = self;
+        let (tls, hello, peer, login) = (&self.tls, &self.hello, &self.peer, &self.login);
         let mut conn = SmtpConnection::connect(
-            &addrs[..],
-            Some(timeout),
-            &hello,
-            implicit.then_some(&tls),
+            &self.addrs[..],
+            Some(self.timeout),
+            hello,
+            self.implicit.then_some(tls),
             None,
         )
         .map_err(|e| format!("cannot connect to {peer}: {}", describe(&e)))?;
-        if security == Security::StartTls {
+        if self.security == Security::StartTls {
             if !conn.can_starttls() {
                 conn.abort();
                 return Err(format!(
                     "{peer}: the server does not offer STARTTLS; refusing to send without TLS"
                 ));
             }
-            conn.starttls(&tls, &hello)
+            conn.starttls(tls, hello)
                 .map_err(|e| format!("{peer}: STARTTLS failed: {}", describe(&e)))?;
         }
-        if let Some(password) = password {
+        if let Some(password) = self.password.clone() {
             let offers_auth = conn.server_info().supports_auth_mechanism(Mechanism::Plain)
                 || conn.server_info().supports_auth_mechanism(Mechanism::Login);
             if offers_auth {
