@@ -576,6 +576,29 @@ fn smtp_trickle_in_the_starttls_handshake_is_cut_off() {
 
 // ------------------------------------------------- server restart / kill
 
+/// `user`'s account, reading Dovecot through a proxy that lets
+/// `bytes_per_sec` through (so that a run lasts long enough to be hit).
+fn throttled_account(
+    home: &TempHome,
+    dovecot: &Dovecot,
+    user: &str,
+    bytes_per_sec: u64,
+) -> (FaultProxy, i64) {
+    let proxy = FaultProxy::with_rules(
+        dovecot.imap_port(),
+        vec![Rule::all(When::Accept, Fault::Throttle { bytes_per_sec })],
+    );
+    let acntid = add_account_with(home, "plain", proxy.port(), user, &dovecot.password(user));
+    (proxy, acntid)
+}
+
+/// How many messages are stored (0 while the database cannot be read).
+fn stored_count(home: &TempHome) -> i64 {
+    db(home)
+        .query_row("SELECT COUNT(*) FROM email_messages", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
 /// A first sync of 3000 messages (24 MB), the server stopped under it:
 /// `restart` (SIGTERM to the master; Dovecot 2.3 lets a session that is
 /// busy answering finish, and the stop waits for it, so the engine's
@@ -590,27 +613,8 @@ fn server_gone_mid_sync(graceful: bool) {
     config(&home, &dovecot, "define('BG_IO_TIMEOUT', 5);");
     let msgs: Vec<Vec<u8>> = (0..N).map(|i| message(i, 8000)).collect();
     dovecot.imap("carol").append_many("INBOX", &msgs);
-    let proxy = FaultProxy::with_rules(
-        dovecot.imap_port(),
-        vec![Rule::all(
-            When::Accept,
-            Fault::Throttle {
-                bytes_per_sec: 8 << 20,
-            },
-        )],
-    );
-    let acntid = add_account_with(
-        &home,
-        "plain",
-        proxy.port(),
-        "carol",
-        &dovecot.password("carol"),
-    );
-    let stored = || -> i64 {
-        db(&home)
-            .query_row("SELECT COUNT(*) FROM email_messages", [], |r| r.get(0))
-            .unwrap_or(0)
-    };
+    let (proxy, acntid) = throttled_account(&home, &dovecot, "carol", 8 << 20);
+    let stored = || stored_count(&home);
     let t0 = Instant::now();
     let mut child: Child = home.engine().arg("run").spawn().expect("spawn");
     assert!(
@@ -750,27 +754,8 @@ fn a_write_lock_held_past_the_busy_timeout_stops_the_run_with_a_clear_error() {
     // 10 MB: three batches of 4 MB, through a 2 MB/s link
     let msgs: Vec<Vec<u8>> = (0..200).map(|i| message(i, 50_000)).collect();
     dovecot.imap("dave").append_many("INBOX", &msgs);
-    let proxy = FaultProxy::with_rules(
-        dovecot.imap_port(),
-        vec![Rule::all(
-            When::Accept,
-            Fault::Throttle {
-                bytes_per_sec: 2 << 20,
-            },
-        )],
-    );
-    let acntid = add_account_with(
-        &home,
-        "plain",
-        proxy.port(),
-        "dave",
-        &dovecot.password("dave"),
-    );
-    let stored = || -> i64 {
-        db(&home)
-            .query_row("SELECT COUNT(*) FROM email_messages", [], |r| r.get(0))
-            .unwrap_or(0)
-    };
+    let (proxy, acntid) = throttled_account(&home, &dovecot, "dave", 2 << 20);
+    let stored = || stored_count(&home);
     let t0 = Instant::now();
     let child = home
         .engine()
