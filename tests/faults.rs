@@ -517,6 +517,16 @@ fn smtp_garbage_instead_of_a_reply() {
     t.clean_run();
 }
 
+/// The server's bytes after `command`, one every 300 ms.
+fn trickle_after(command: &str) -> Vec<Rule> {
+    vec![Rule::all(
+        When::command(command),
+        Fault::Trickle {
+            every: Duration::from_millis(300),
+        },
+    )]
+}
+
 /// Every reply trickles in a byte at a time, each byte well within the
 /// per-read timeout: the transaction gets two BG_IO_TIMEOUTs for all its
 /// replies (here 2 s), then the account is given up for this run, without
@@ -527,12 +537,7 @@ fn smtp_garbage_instead_of_a_reply() {
 fn smtp_trickle_is_cut_off() {
     let timeout = Duration::from_secs(1);
     let t = smtp_setup_with(
-        vec![Rule::all(
-            When::command("MAIL FROM"),
-            Fault::Trickle {
-                every: Duration::from_millis(300),
-            },
-        )],
+        trickle_after("MAIL FROM"),
         timeout.as_secs(),
         timeout * 2 + Duration::from_millis(2500),
     );
@@ -555,12 +560,7 @@ fn smtp_trickle_is_cut_off() {
 fn smtp_trickle_in_the_starttls_handshake_is_cut_off() {
     let timeout = Duration::from_secs(1);
     let t = smtp_setup_full(
-        vec![Rule::all(
-            When::command("STARTTLS\r\n"),
-            Fault::Trickle {
-                every: Duration::from_millis(300),
-            },
-        )],
+        trickle_after("STARTTLS\r\n"),
         timeout.as_secs(),
         timeout * 3 + Duration::from_millis(2500),
         true,
