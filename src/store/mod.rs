@@ -35,11 +35,11 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// run (and truncated to it after a checkpoint).
 const WAL_LIMIT: u64 = 16 << 20;
 
-/// Past this the checkpointer thread folds the WAL back during the run. A
-/// run that writes less leaves its frames for the end of the run (or a
-/// later run): a checkpoint's fsyncs on the WAL slow the writer's appends
-/// to it, which a small run would feel more than it gains.
-const WAL_BACKGROUND: u64 = 32 << 20;
+/// Past this (about one batch) the checkpointer thread folds the WAL back
+/// during the run, while the worker fetches the next batch: the copying
+/// and the fsyncs overlap the network instead of following it. A run that
+/// writes less leaves its frames for a later run.
+const WAL_BACKGROUND: u64 = 4 << 20;
 
 /// Largest WAL kept after a checkpoint (a little over the auto-checkpoint
 /// size of 4096 pages).
