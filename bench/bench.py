@@ -266,6 +266,35 @@ def server_alone(port, user, runs=5):
     return med(login), med(lst)
 
 
+def server_new_mail(port, user, n, runs, seed):
+    """What Dovecot itself takes to hand over 1% new mail of INBOX, from a
+    bare client, in two orders of the same commands: asking first (LOGIN,
+    LIST-STATUS, EXAMINE INBOX, then FETCH of the new messages: the engine's
+    order) and selecting straight away (LOGIN, EXAMINE INBOX, FETCH: what
+    mbsync does). New mail is appended before each; the orders take turns.
+    Medians, s."""
+    ls = 'LIST "" "*" RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))'
+    times = {"ask": [], "select": []}
+    for r in range(runs):
+        for order in (("ask", "select") if r % 2 == 0 else ("select", "ask")):
+            seed += 1
+            add_new(port, user, n, seed)
+            settle()
+            t0 = time.monotonic()
+            imap = Imap(port, user)
+            if order == "ask":
+                imap.cmd(ls)
+            out = b"".join(imap.cmd('EXAMINE "INBOX"'))
+            uidnext = int(re.search(rb"UIDNEXT (\d+)", out).group(1))
+            lo = uidnext - n
+            imap.cmd(f"UID FETCH {lo}:* (UID RFC822.SIZE FLAGS)")
+            for u in range(lo, uidnext, 100):
+                imap.cmd(f"UID FETCH {u}:{min(uidnext - 1, u + 99)} (UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[])")
+            times[order].append(time.monotonic() - t0)
+            imap.close()
+    return med(times["ask"]), med(times["select"])
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -631,6 +660,8 @@ def main():
                     eng_new.append(engine_run(args.engine, home, force=True))
             verify_engine(home, port, user, sample=5)
             print(f"[{user}] 1% new: engine {[round(x[0], 3) for x in eng_new]} mbsync {[round(x[0], 3) for x in mb_new]}", flush=True)
+            ask_s, select_s = server_new_mail(port, user, max(1, n // 100), args.runs, seed=100)
+            print(f"[{user}] Dovecot alone, 1% new: asking first {ask_s * 1000:.1f} ms, selecting straight away {select_s * 1000:.1f} ms", flush=True)
 
             pick = lambda runs: (med([x[0] for x in runs]), max(x[1] for x in runs)) if runs else None
             rows.append(fmt_row(f"{n:,} msgs, first sync", pick(eng_first), pick(mb_first), floor, n, mb))
@@ -640,6 +671,10 @@ def main():
             rows.append(
                 f"| {n:,} msgs, Dovecot alone: connect+LOGIN, LIST-STATUS | "
                 f"{login_s * 1000:.1f} ms, {list_s * 1000:.1f} ms | | | |"
+            )
+            rows.append(
+                f"| {n:,} msgs, 1% new mail, Dovecot alone: LOGIN+LIST-STATUS+EXAMINE+FETCH, LOGIN+EXAMINE+FETCH | "
+                f"{ask_s * 1000:.1f} ms, {select_s * 1000:.1f} ms | | | |"
             )
             shutil.rmtree(os.path.join(args.work, f"engine-{n}"), ignore_errors=True)
             shutil.rmtree(os.path.join(args.work, f"mbsync-{n}"), ignore_errors=True)
