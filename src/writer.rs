@@ -8,19 +8,77 @@
 //!
 //! Copying the WAL back into the database (checkpointing) costs about twice
 //! what writing the WAL does; a checkpointer thread with its own connection
-//! does it while the writer goes on, on the other core. Should it fall
-//! behind, the writer checkpoints itself once the WAL passes `WAL_MAX`.
+//! does it while the writer goes on, on the other core, and while workers
+//! wait on their servers. It never holds up the end of a run: what it has
+//! not folded back by then waits in the WAL for the next run (the end of
+//! the run folds the WAL back itself only when it has grown large). Should
+//! it fall behind, the writer checkpoints itself once the WAL passes
+//! `WAL_MAX`.
 
 use crate::error::{Error, Result};
 use crate::store::Store;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
 /// Beyond this the writer checkpoints (and restarts the WAL) itself.
 const WAL_MAX: u64 = 256 << 20;
+
+/// Tells the checkpointer that the run's writing is over: it starts no
+/// further checkpoint, and the one under way is cut short. A background
+/// checkpoint only ever saves later work, so the run need not wait for it:
+/// the frames it did not fold back stay in the WAL, and the next run's
+/// checkpointer folds them while that run waits on its servers.
+#[derive(Default)]
+struct Stop {
+    stopping: AtomicBool,
+    interrupt: Mutex<Option<rusqlite::InterruptHandle>>,
+}
+
+impl Stop {
+    fn now(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let handle = self.interrupt.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = handle.as_ref() {
+            h.interrupt();
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+/// The checkpointer thread: a passive checkpoint per nudge, on a connection
+/// of its own opened at the first one, until `stop` or the writer is gone.
+fn checkpointer(path: &std::path::Path, nudges: &Receiver<()>, stop: &Stop) {
+    let mut conn: Option<Store> = None;
+    for () in nudges {
+        if stop.stopping() {
+            break;
+        }
+        if conn.is_none() {
+            match Store::open_unmigrated(path) {
+                Ok(s) => {
+                    let mut slot = stop.interrupt.lock().unwrap_or_else(|p| p.into_inner());
+                    *slot = Some(s.interrupt_handle());
+                    conn = Some(s);
+                }
+                Err(e) => log::debug!("background checkpoint: {e}"),
+            }
+        }
+        if let Some(ck) = &conn {
+            match ck.checkpoint_passive() {
+                Err(_) if stop.stopping() => break,
+                Err(e) => log::debug!("background checkpoint: {e}"),
+                Ok(()) => {}
+            }
+        }
+    }
+}
 
 /// A handle to the writer thread; cheap to clone.
 #[derive(Clone)]
@@ -59,27 +117,16 @@ impl Writer {
     ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::sync_channel::<Job>(64);
         let (nudge_tx, nudge_rx) = mpsc::sync_channel::<()>(1);
+        let stop = Arc::new(Stop::default());
         let ckpt = match checkpoint_db {
-            Some(path) => Some(
-                std::thread::Builder::new()
-                    .name("checkpointer".into())
-                    .spawn(move || {
-                        let mut conn: Option<Store> = None;
-                        for () in nudge_rx {
-                            if conn.is_none() {
-                                match Store::open_unmigrated(&path) {
-                                    Ok(s) => conn = Some(s),
-                                    Err(e) => log::debug!("background checkpoint: {e}"),
-                                }
-                            }
-                            if let Some(ck) = &conn {
-                                if let Err(e) = ck.checkpoint_passive() {
-                                    log::debug!("background checkpoint: {e}");
-                                }
-                            }
-                        }
-                    })?,
-            ),
+            Some(path) => {
+                let stop = stop.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("checkpointer".into())
+                        .spawn(move || checkpointer(&path, &nudge_rx, &stop))?,
+                )
+            }
             None => None,
         };
         let locked_out = Arc::new(OnceLock::new());
@@ -109,6 +156,7 @@ impl Writer {
                 if let Err(e) = store.clear_hooks() {
                     log::warn!("{e}");
                 }
+                stop.now();
                 if let Some(h) = ckpt {
                     let _ = h.join();
                 }
@@ -172,5 +220,44 @@ mod tests {
         assert_eq!(sessions.len(), 1);
         drop(writer);
         handle.join().expect("join");
+    }
+
+    #[test]
+    fn a_background_checkpoint_cut_short_at_the_end_loses_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("db");
+        let store = Store::open(&path).expect("open");
+        let (writer, handle) =
+            Writer::spawn_with_checkpointer(store, Some(path.clone())).expect("spawn");
+        writer
+            .call(|s| {
+                s.conn()
+                    .execute_batch("CREATE TABLE t(n INTEGER, b BLOB)")
+                    .map_err(|e| Error::Store(e.to_string()))
+            })
+            .expect("create");
+        // 48 commits of 1 MiB: the checkpointer is nudged from the fifth
+        // on, and is most likely busy when the writer ends.
+        for n in 0..48 {
+            writer
+                .call(move |s| {
+                    s.conn()
+                        .execute("INSERT INTO t VALUES (?1, zeroblob(1048576))", [n])
+                        .map(|_| ())
+                        .map_err(|e| Error::Store(e.to_string()))
+                })
+                .expect("insert");
+        }
+        drop(writer);
+        handle.join().expect("join");
+        let store = Store::open(&path).expect("reopen");
+        assert_eq!(store.integrity_check().expect("check"), "ok");
+        let (rows, sum): (i64, i64) = store
+            .conn()
+            .query_row("SELECT count(*), sum(n) FROM t", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("count");
+        assert_eq!((rows, sum), (48, (0..48).sum()));
     }
 }

@@ -299,6 +299,12 @@ impl Store {
             .context("checkpoint the WAL")
     }
 
+    /// A handle that cuts short what this connection is doing, from another
+    /// thread.
+    pub fn interrupt_handle(&self) -> rusqlite::InterruptHandle {
+        self.conn.get_interrupt_handle()
+    }
+
     /// Folds the WAL back into the database and truncates it.
     pub fn checkpoint(&self) -> Result<()> {
         self.conn

@@ -328,9 +328,9 @@ pub fn sync_folder(
             f.highestmodseq = ex.highestmodseq;
         }
     }
-    c.flush()?;
-
-    // Flags and expunges.
+    // Flags and expunges. The last batch may still be being written: the
+    // reconcile's FETCH goes out meanwhile, and waits for it only before it
+    // reads the store.
     if !interrupted
         && kind == Kind::Full
         && !fresh_generation
@@ -339,7 +339,7 @@ pub fn sync_folder(
     {
         let unchanged = ex.highestmodseq.is_some() && ex.highestmodseq == f.highestmodseq;
         if !unchanged {
-            let (ops, _) = reconcile(client, ctx, &f, uidvalidity, &ex)?;
+            let (ops, _) = reconcile(client, ctx, &mut c, &f, uidvalidity, &ex)?;
             c.push(
                 uidvalidity,
                 ops,
@@ -538,10 +538,12 @@ fn fetch_batch(client: &mut Client, batch: &Batch) -> Result<Vec<Op>, SyncError>
 
 /// Flags and expunges since the last full sync: with QRESYNC one FETCH
 /// (CHANGEDSINCE + VANISHED), with CONDSTORE the changes plus a UID list,
-/// without either every message's flags.
+/// without either every message's flags. The batch `c` still has in flight
+/// is waited for after the FETCH, before the store is read.
 fn reconcile(
     client: &mut Client,
     ctx: &Ctx<'_>,
+    c: &mut Committer<'_>,
     f: &Folder,
     uidvalidity: u32,
     ex: &MailboxStatus,
@@ -571,6 +573,7 @@ fn reconcile(
                 &mut collect,
                 &mut |r| vanished_ranges.extend_from_slice(r),
             )?;
+            c.flush()?;
             // Only real changes are written (new mail bumps the modseq
             // too): the stored flags of the reported UIDs, from a covering
             // index, over just the span the server reported.
@@ -595,6 +598,7 @@ fn reconcile(
                 .uid_search(&format!("UID {range}"))?
                 .into_iter()
                 .collect();
+            c.flush()?;
             let stored = reported_span(ctx, f, uidvalidity, &server)?;
             log::debug!("flags by CONDSTORE since modseq {m}, expunges by UID list");
             let mut r = plan::reconcile(&stored, &server, false, None);
@@ -608,6 +612,7 @@ fn reconcile(
         }
         None => {
             client.uid_fetch(&range, "(UID FLAGS)", None, &mut collect, &mut |_| {})?;
+            c.flush()?;
             let stored = ctx.store.stored_flags(f.emfdid, uidvalidity)?;
             log::debug!("flags and expunges by comparing every message");
             if unplaced {
