@@ -9,11 +9,11 @@
 //! Copying the WAL back into the database (checkpointing) costs about twice
 //! what writing the WAL does; a checkpointer thread with its own connection
 //! does it while the writer goes on, on the other core, and while workers
-//! wait on their servers. It never holds up the end of a run: what it has
-//! not folded back by then waits in the WAL for the next run (the end of
-//! the run folds the WAL back itself only when it has grown large). Should
-//! it fall behind, the writer checkpoints itself once the WAL passes
-//! `WAL_MAX`.
+//! wait on their servers. It never holds up the end of a run that stored a
+//! batch or more: what it has not folded back by then waits in the WAL for
+//! the next run (the end of the run folds the WAL back itself only when it
+//! has grown large). Should it fall behind, the writer checkpoints itself
+//! once the WAL passes `WAL_MAX`.
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -28,10 +28,12 @@ type Job = Box<dyn FnOnce(&mut Store) + Send>;
 const WAL_MAX: u64 = 256 << 20;
 
 /// Tells the checkpointer that the run's writing is over: it starts no
-/// further checkpoint, and the one under way is cut short. A background
-/// checkpoint only ever saves later work, so the run need not wait for it:
-/// the frames it did not fold back stay in the WAL, and the next run's
-/// checkpointer folds them while that run waits on its servers.
+/// further checkpoint, and (`now`) the one under way is cut short. A
+/// background checkpoint only ever saves later work, so a run that stored
+/// new mail need not wait for it: the frames it did not fold back stay in
+/// the WAL, and the next run's checkpointer folds them while that run waits
+/// on its servers. A run that stored little lets it finish (`finish`), so
+/// that what busier runs left is folded back by the quiet ones.
 #[derive(Default)]
 struct Stop {
     stopping: AtomicBool,
@@ -39,6 +41,10 @@ struct Stop {
 }
 
 impl Stop {
+    fn finish(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
     fn now(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let handle = self.interrupt.lock().unwrap_or_else(|p| p.into_inner());
@@ -156,7 +162,11 @@ impl Writer {
                 if let Err(e) = store.clear_hooks() {
                     log::warn!("{e}");
                 }
-                stop.now();
+                if store.wrote_little() {
+                    stop.finish();
+                } else {
+                    stop.now();
+                }
                 if let Some(h) = ckpt {
                     let _ = h.join();
                 }
@@ -220,6 +230,33 @@ mod tests {
         assert_eq!(sessions.len(), 1);
         drop(writer);
         handle.join().expect("join");
+    }
+
+    #[test]
+    fn a_run_wrote_little_until_its_commits_pass_a_batch() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("db");
+        let mut store = Store::open(&path).expect("open");
+        // What an earlier run left in the WAL is not this run's.
+        store
+            .conn()
+            .execute_batch("CREATE TABLE t(b BLOB); INSERT INTO t VALUES (zeroblob(8388608))")
+            .expect("earlier run");
+        store.set_bulk_writer(WAL_MAX, || {}).expect("bulk");
+        let insert = |s: &Store, mib: i64| {
+            s.conn()
+                .execute("INSERT INTO t VALUES (zeroblob(?1))", [mib << 20])
+                .expect("insert");
+        };
+        insert(&store, 1); // the first commit sets the baseline
+        assert!(store.wrote_little());
+        insert(&store, 2);
+        assert!(store.wrote_little());
+        insert(&store, 3);
+        assert!(
+            !store.wrote_little(),
+            "5 MiB written after the first commit"
+        );
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct Store {
     locked_out: Option<String>,
     /// Bytes in the WAL after the last commit (set by the bulk writer's hook).
     wal_bytes: Option<Arc<AtomicU64>>,
+    /// Bytes the bulk writer's commits added to the WAL (after its first).
+    written: Option<Arc<AtomicU64>>,
 }
 
 impl Store {
@@ -126,6 +128,7 @@ impl Store {
             path: path.to_path_buf(),
             locked_out: None,
             wal_bytes: None,
+            written: None,
         })
     }
 
@@ -255,11 +258,22 @@ impl Store {
         let max_pages = (wal_max / page).min(i32::MAX as u64) as i32;
         let wal_bytes = Arc::new(AtomicU64::new(0));
         let seen = wal_bytes.clone();
+        let written = Arc::new(AtomicU64::new(0));
+        let adds = written.clone();
+        // What the WAL held after the previous commit (none before the
+        // first: what earlier runs left is not this run's).
+        let mut last: Option<u64> = None;
         // The hook replaces SQLite's own auto-checkpoint.
         self.conn
             .wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: i32| {
                 let bytes = pages.max(0) as u64 * page;
                 seen.store(bytes, Ordering::Relaxed);
+                if let Some(before) = last {
+                    // A WAL that shrank has started over from its beginning.
+                    let grew = bytes.checked_sub(before).unwrap_or(bytes);
+                    adds.fetch_add(grew, Ordering::Relaxed);
+                }
+                last = Some(bytes);
                 if pages > max_pages {
                     // Busy when the checkpointer is at it: the next commit
                     // tries again. A failed checkpoint never fails the commit.
@@ -271,7 +285,17 @@ impl Store {
             }))
             .context("install the WAL hook")?;
         self.wal_bytes = Some(wal_bytes);
+        self.written = Some(written);
         Ok(())
+    }
+
+    /// Whether this run's bulk writes came to less than a batch (then the
+    /// end of the run lets a background checkpoint finish: quiet runs fold
+    /// back what busier ones left).
+    pub fn wrote_little(&self) -> bool {
+        self.written
+            .as_ref()
+            .is_none_or(|w| w.load(Ordering::Relaxed) <= WAL_BACKGROUND)
     }
 
     /// Removes the WAL hook of `set_bulk_writer` (and what it holds); the
