@@ -9,8 +9,8 @@
 //! Copying the WAL back into the database (checkpointing) costs about twice
 //! what writing the WAL does; a checkpointer thread with its own connection
 //! does it while the writer goes on, on the other core, and while workers
-//! wait on their servers. It never holds up the end of a run that stored a
-//! batch or more: what it has not folded back by then waits in the WAL for
+//! wait on their servers. It does not hold up the end of a run that stored
+//! some new mail: what it has not folded back by then waits in the WAL for
 //! the next run (the end of the run folds the WAL back itself only when it
 //! has grown large). Should it fall behind, the writer checkpoints itself
 //! once the WAL passes `WAL_MAX`.
@@ -30,10 +30,10 @@ const WAL_MAX: u64 = 256 << 20;
 /// Tells the checkpointer that the run's writing is over: it starts no
 /// further checkpoint, and (`now`) the one under way is cut short. A
 /// background checkpoint only ever saves later work, so a run that stored
-/// new mail need not wait for it: the frames it did not fold back stay in
-/// the WAL, and the next run's checkpointer folds them while that run waits
-/// on its servers. A run that stored little lets it finish (`finish`), so
-/// that what busier runs left is folded back by the quiet ones.
+/// some new mail need not wait for it: the frames it did not fold back stay
+/// in the WAL, and the next run's checkpointer folds them while that run
+/// waits on its servers. Quiet and large runs let it finish (`finish`; see
+/// `Store::end_waits_for_checkpoint`).
 #[derive(Default)]
 struct Stop {
     stopping: AtomicBool,
@@ -162,7 +162,7 @@ impl Writer {
                 if let Err(e) = store.clear_hooks() {
                     log::warn!("{e}");
                 }
-                if store.wrote_little() {
+                if store.end_waits_for_checkpoint() {
                     stop.finish();
                 } else {
                     stop.now();
@@ -233,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn a_run_wrote_little_until_its_commits_pass_a_batch() {
+    fn the_end_waits_for_a_checkpoint_after_quiet_and_large_runs_only() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let path = tmp.path().join("db");
         let mut store = Store::open(&path).expect("open");
@@ -249,14 +249,13 @@ mod tests {
                 .expect("insert");
         };
         insert(&store, 1); // the first commit sets the baseline
-        assert!(store.wrote_little());
+        assert!(store.end_waits_for_checkpoint(), "nothing written yet");
         insert(&store, 2);
-        assert!(store.wrote_little());
+        assert!(store.end_waits_for_checkpoint(), "2 MiB: a quiet run");
         insert(&store, 3);
-        assert!(
-            !store.wrote_little(),
-            "5 MiB written after the first commit"
-        );
+        assert!(!store.end_waits_for_checkpoint(), "5 MiB: new mail");
+        insert(&store, 12);
+        assert!(store.end_waits_for_checkpoint(), "17 MiB: a large run");
     }
 
     #[test]

@@ -289,13 +289,19 @@ impl Store {
         Ok(())
     }
 
-    /// Whether this run's bulk writes came to less than a batch (then the
-    /// end of the run lets a background checkpoint finish: quiet runs fold
-    /// back what busier ones left).
-    pub fn wrote_little(&self) -> bool {
-        self.written
+    /// Whether the end of the run lets a background checkpoint under way
+    /// finish rather than cut it short: after a quiet run (bulk writes under
+    /// a batch), so that quiet runs fold back what busier ones left; and
+    /// after a large one (over `WAL_LIMIT`), whose end folds the WAL back
+    /// anyway and would only redo the work cut short. A new-mail run in
+    /// between ends at once: the next run folds its frames back while it
+    /// waits on its servers.
+    pub fn end_waits_for_checkpoint(&self) -> bool {
+        let written = self
+            .written
             .as_ref()
-            .is_none_or(|w| w.load(Ordering::Relaxed) <= WAL_BACKGROUND)
+            .map_or(0, |w| w.load(Ordering::Relaxed));
+        written <= WAL_BACKGROUND || written > WAL_LIMIT
     }
 
     /// Removes the WAL hook of `set_bulk_writer` (and what it holds); the
