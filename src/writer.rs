@@ -27,13 +27,15 @@ type Job = Box<dyn FnOnce(&mut Store) + Send>;
 /// Beyond this the writer checkpoints (and restarts the WAL) itself.
 const WAL_MAX: u64 = 256 << 20;
 
-/// Tells the checkpointer that the run's writing is over: it starts no
-/// further checkpoint, and (`now`) the one under way is cut short. A
-/// background checkpoint only ever saves later work, so a run that stored
-/// some new mail need not wait for it: the frames it did not fold back stay
-/// in the WAL, and the next run's checkpointer folds them while that run
-/// waits on its servers. Quiet and large runs let it finish (`finish`; see
-/// `Store::end_waits_for_checkpoint`).
+/// Stops the checkpointer short at the end of a run: it starts no further
+/// checkpoint, and the one under way is cut short. A background checkpoint
+/// only ever saves later work, so a run that stored some new mail need not
+/// wait for it: the frames it did not fold back stay in the WAL, and the
+/// next run's checkpointer folds them while that run waits on its servers.
+/// After quiet and large runs it is not used (see
+/// `Store::end_waits_for_checkpoint`): the checkpointer then works through
+/// the nudges left and so folds back the whole WAL, which lets the next
+/// run's first commit start the WAL over.
 #[derive(Default)]
 struct Stop {
     stopping: AtomicBool,
@@ -41,10 +43,6 @@ struct Stop {
 }
 
 impl Stop {
-    fn finish(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-    }
-
     fn now(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let handle = self.interrupt.lock().unwrap_or_else(|p| p.into_inner());
@@ -162,9 +160,7 @@ impl Writer {
                 if let Err(e) = store.clear_hooks() {
                     log::warn!("{e}");
                 }
-                if store.end_waits_for_checkpoint() {
-                    stop.finish();
-                } else {
+                if !store.end_waits_for_checkpoint() {
                     stop.now();
                 }
                 if let Some(h) = ckpt {
