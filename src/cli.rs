@@ -556,6 +556,13 @@ fn account_cmd(layout: &Layout, cmd: AccountCmd, now: i64) -> Result<i32> {
             }
             let (imap_password, smtp_password) = read_passwords(a.password_env.as_deref())?;
             let mut store = open_store(layout)?;
+            let twins: Vec<String> = store
+                .accounts()?
+                .iter()
+                .filter(|b| b.email.eq_ignore_ascii_case(&a.email))
+                .map(|b| b.acntid.to_string())
+                .collect();
+            let email = a.email.clone();
             let acntid = store.add_account(
                 &NewAccount {
                     usrid: a.usrid,
@@ -574,6 +581,15 @@ fn account_cmd(layout: &Layout, cmd: AccountCmd, now: i64) -> Result<i32> {
                 now,
             )?;
             println!("{acntid}");
+            if !twins.is_empty() {
+                // Added all the same (two accounts may share an address on
+                // purpose), but both would receive the same mail.
+                eprintln!(
+                    "engine: note: account {} has the same address ({email}); \
+                     both will receive its mail (`engine account remove ID` removes one)",
+                    twins.join(", ")
+                );
+            }
             Ok(exit::OK)
         }
         AccountCmd::List { json: as_json } => {

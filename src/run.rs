@@ -132,6 +132,13 @@ pub fn run(layout: &Layout, config: &Config, opts: &Options, now: i64) -> Result
             )))
         }
     };
+    if let Ok(false) = layout.config.try_exists() {
+        // Allowed (SPEC §3), but a mistyped --config would go unnoticed.
+        log::info!(
+            "{} not found: running with the defaults",
+            layout.config.display()
+        );
+    }
     let started = Instant::now();
     let deadline = started + Duration::from_secs(config.max_run_time.max(1) as u64);
     let tls = crate::net::Tls::new(config.tls_ca_file.as_deref()).map_err(|e| {

@@ -930,6 +930,62 @@ fn a_missing_config_means_defaults() {
     assert!(v[1]["reason"].as_str().expect("reason").contains("20:00"));
     ok(&home, &["status"]);
     ok(&home, &["run", "--dry-run"]);
+    // A run says so in its log: a mistyped --config is not silent.
+    ok(&home, &["run", "--no-sync", "--no-outbox"]);
+    let info = std::fs::read_to_string(home.logs_dir().join("l-info.log")).expect("l-info.log");
+    let line = info
+        .lines()
+        .find(|l| l.contains("not found: running with the defaults"))
+        .unwrap_or_else(|| panic!("no line about the missing config in:\n{info}"));
+    assert!(
+        line.contains(&home.config_path().display().to_string()),
+        "{line}"
+    );
+    // With the file in place, no such line.
+    std::fs::write(home.config_path(), "<?php\n").expect("write config.inc");
+    std::fs::remove_file(home.logs_dir().join("l-info.log")).expect("rm l-info.log");
+    ok(&home, &["run", "--no-sync", "--no-outbox"]);
+    let info = std::fs::read_to_string(home.logs_dir().join("l-info.log")).unwrap_or_default();
+    assert!(!info.contains("not found"), "{info}");
+}
+
+#[test]
+fn adding_an_address_twice_is_allowed_with_a_note_naming_the_first() {
+    let home = TempHome::new();
+    let first = dummy_account(&home, "alice", 7);
+    let add = |email: &str| {
+        engine_with(
+            &home,
+            &[
+                "account",
+                "add",
+                "--email",
+                email,
+                "--imap-host",
+                "127.0.0.1",
+                "--imap-security",
+                "plain",
+            ],
+            &[],
+            b"pw\n",
+        )
+    };
+    let out = add("Alice@example.com");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let second: i64 = text(&out.stdout)
+        .trim()
+        .parse()
+        .expect("the acntid alone on stdout");
+    assert_ne!(second, first);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("account {first} has the same address")),
+        "{err}"
+    );
+    // A new address: nothing on stderr.
+    let out = add("bob@example.com");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
 }
 
 #[test]
