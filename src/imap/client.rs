@@ -20,6 +20,9 @@ const TOO_SLOW: &str = "the server sends too slowly";
 const MAX_LINE: u64 = 64 << 20;
 /// Largest literal accepted (a message of 2 GiB).
 const MAX_LITERAL: u64 = 2 << 30;
+/// A FETCH literal this large (a big message) is handed over in the buffer
+/// it was read into instead of being copied out of it.
+const LARGE_LITERAL: usize = 1 << 20;
 
 enum Stream {
     Plain(TcpStream),
@@ -806,6 +809,29 @@ impl Client {
         on: &mut dyn FnMut(Untagged<'_>) -> Result<(), Error>,
     ) -> Result<Option<(String, Done)>, Error> {
         self.read_response()?;
+        if self.buf.len() >= LARGE_LITERAL {
+            match take_large_literal(std::mem::take(&mut self.buf)) {
+                Ok((rest, k, literal)) => {
+                    self.buf = rest;
+                    return match parse::parse(&self.buf) {
+                        Ok(Response::Untagged(Untagged::Fetch { seq, mut items }))
+                            if k < items.len() =>
+                        {
+                            items[k].1 = Value::Str(Cow::Owned(literal));
+                            on(Untagged::Fetch { seq, items })?;
+                            Ok(None)
+                        }
+                        _ => Err(Error::Protocol(format!(
+                            "{}: cannot understand the server's reply to {}: {}",
+                            self.peer,
+                            self.doing,
+                            printable(&self.buf)
+                        ))),
+                    };
+                }
+                Err(buf) => self.buf = buf,
+            }
+        }
         match parse::parse(&self.buf) {
             Ok(Response::Tagged {
                 tag,
@@ -896,7 +922,9 @@ impl Client {
                     self.peer
                 )));
             }
-            self.buf.reserve(len.min(64 << 20) as usize);
+            // With room for the rest of the line: a full buffer would double.
+            self.buf
+                .reserve(len.saturating_add(1024).min(64 << 20) as usize);
             let got = (&mut self.io)
                 .take(len)
                 .read_to_end(&mut self.buf)
@@ -1000,6 +1028,57 @@ fn encode(tag: &str, parts: &[Part<'_>], literal_plus: bool) -> Option<Vec<u8>> 
     Some(out)
 }
 
+/// For a FETCH response carrying a literal of at least `LARGE_LITERAL`
+/// bytes (a whole message): the response with that literal emptied (`{0}`
+/// in its place), the index of its item, and the literal itself, moved to
+/// the front of the buffer it was read into, so a large message is handed
+/// to its owner instead of copied (which would hold it twice in memory).
+/// Any other response is given back unchanged.
+fn take_large_literal(buf: Vec<u8>) -> Result<(Vec<u8>, usize, Vec<u8>), Vec<u8>> {
+    let found = match parse::parse(&buf) {
+        Ok(Response::Untagged(Untagged::Fetch { items, .. })) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(k, (_, v))| match v {
+                Value::Str(Cow::Borrowed(s)) if s.len() >= LARGE_LITERAL => {
+                    let start = (s.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+                    Some((k, start, start.checked_add(s.len())?))
+                }
+                _ => None,
+            })
+            .max_by_key(|&(_, start, end)| end - start),
+        _ => None,
+    };
+    let Some((k, start, end)) = found else {
+        return Err(buf);
+    };
+    // The literal's announcement `{N}\r\n` (or `{N+}`) right before it; a
+    // long quoted string has none and stays where it is.
+    let head = &buf[..start.min(buf.len())];
+    let Some(brace) = head.iter().rposition(|&c| c == b'{') else {
+        return Err(buf);
+    };
+    let announced = &head[brace + 1..];
+    let digits = announced
+        .strip_suffix(b"}\r\n")
+        .map(|d| d.strip_suffix(b"+").unwrap_or(d));
+    let matches = digits
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| d.parse::<usize>().ok())
+        == Some(end - start);
+    if !matches || end > buf.len() {
+        return Err(buf);
+    }
+    let mut rest = Vec::with_capacity(brace + 5 + (buf.len() - end));
+    rest.extend_from_slice(&buf[..brace]);
+    rest.extend_from_slice(b"{0}\r\n");
+    rest.extend_from_slice(&buf[end..]);
+    let mut literal = buf;
+    literal.truncate(end);
+    literal.drain(..start);
+    Ok((rest, k, literal))
+}
+
 /// A server reply made safe to show: printable ASCII, at most 200 characters.
 pub(crate) fn printable(b: &[u8]) -> String {
     let s: String = b
@@ -1063,6 +1142,55 @@ mod tests {
         assert_eq!(f.flags, Some(vec![b"\\Seen".as_slice()]));
         assert_eq!(f.header, Some(Some(Cow::Borrowed(b"h".as_slice()))));
         assert_eq!(f.body, Some(None));
+    }
+
+    fn fetch_with(body: &[u8], literal: bool) -> Vec<u8> {
+        let mut r = b"* 3 FETCH (UID 7 BODY[] ".to_vec();
+        if literal {
+            r.extend_from_slice(format!("{{{}}}\r\n", body.len()).as_bytes());
+            r.extend_from_slice(body);
+        } else {
+            r.push(b'"');
+            r.extend_from_slice(body);
+            r.push(b'"');
+        }
+        r.extend_from_slice(b" FLAGS (\\Seen $Label1))\r\n");
+        r
+    }
+
+    #[test]
+    fn a_large_literal_is_moved_out_of_the_response_whole() {
+        // Braces, CRLF and a fake announcement inside the message itself.
+        let mut body = b"Subject: {5}\r\n\r\n}\r\n{".to_vec();
+        body.extend((0..LARGE_LITERAL).map(|i| (i % 251) as u8));
+        let resp = fetch_with(&body, true);
+        let (rest, k, literal) = take_large_literal(resp).expect("taken");
+        assert!(literal == body, "the literal, byte for byte");
+        assert_eq!(rest, fetch_with(b"", true));
+        let Ok(Response::Untagged(Untagged::Fetch { seq, items })) = parse::parse(&rest) else {
+            panic!("the rest parses");
+        };
+        assert_eq!(seq, 3);
+        assert_eq!(items[k].0, b"BODY[]".as_slice());
+        let mut items = items;
+        items[k].1 = Value::Str(Cow::Owned(literal));
+        let f = Fetched::from_items(seq, items);
+        assert_eq!(f.uid, Some(7));
+        assert_eq!(f.flags, Some(vec![b"\\Seen".as_slice(), b"$Label1"]));
+        assert!(matches!(f.body, Some(Some(Cow::Owned(ref b))) if *b == body));
+    }
+
+    #[test]
+    fn other_responses_are_given_back_unchanged() {
+        let small = fetch_with(b"Subject: hi\r\n\r\nbody", true);
+        assert_eq!(take_large_literal(small.clone()), Err(small));
+        // A long quoted string is no literal: it stays where it is.
+        let quoted = fetch_with(&vec![b'a'; LARGE_LITERAL + 1], false);
+        assert_eq!(take_large_literal(quoted.clone()), Err(quoted));
+        let mut status = b"* OK ".to_vec();
+        status.extend(std::iter::repeat_n(b'x', LARGE_LITERAL));
+        status.extend_from_slice(b"\r\n");
+        assert_eq!(take_large_literal(status.clone()), Err(status));
     }
 
     #[test]
