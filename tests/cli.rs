@@ -90,14 +90,15 @@ fn now() -> i64 {
 
 /// An account whose server is never contacted (plan/status tests):
 /// 127.0.0.1:9 over plain IMAP.
-fn dummy_account(home: &TempHome, user: &str, usrid: i64) -> i64 {
-    let out = engine_with(
+/// `account add` of `email` (plain IMAP on a closed port), password on stdin.
+fn add_account_cmd(home: &TempHome, email: &str, usrid: i64) -> Output {
+    engine_with(
         home,
         &[
             "account",
             "add",
             "--email",
-            &format!("{user}@example.com"),
+            email,
             "--usrid",
             &usrid.to_string(),
             "--imap-host",
@@ -109,7 +110,11 @@ fn dummy_account(home: &TempHome, user: &str, usrid: i64) -> i64 {
         ],
         &[],
         b"pw\n",
-    );
+    )
+}
+
+fn dummy_account(home: &TempHome, user: &str, usrid: i64) -> i64 {
+    let out = add_account_cmd(home, &format!("{user}@example.com"), usrid);
     assert!(out.status.success(), "{}", text(&out.stderr));
     text(&out.stdout).trim().parse().expect("acntid")
 }
@@ -953,24 +958,7 @@ fn a_missing_config_means_defaults() {
 fn adding_an_address_twice_is_allowed_with_a_note_naming_the_first() {
     let home = TempHome::new();
     let first = dummy_account(&home, "alice", 7);
-    let add = |email: &str| {
-        engine_with(
-            &home,
-            &[
-                "account",
-                "add",
-                "--email",
-                email,
-                "--imap-host",
-                "127.0.0.1",
-                "--imap-security",
-                "plain",
-            ],
-            &[],
-            b"pw\n",
-        )
-    };
-    let out = add("Alice@example.com");
+    let out = add_account_cmd(&home, "Alice@example.com", 8);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let second: i64 = text(&out.stdout)
         .trim()
@@ -983,7 +971,7 @@ fn adding_an_address_twice_is_allowed_with_a_note_naming_the_first() {
         "{err}"
     );
     // A new address: nothing on stderr.
-    let out = add("bob@example.com");
+    let out = add_account_cmd(&home, "bob@example.com", 9);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "");
 }
