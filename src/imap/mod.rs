@@ -1,9 +1,9 @@
 //! A small blocking IMAP client for the engine's needs: read-only sync
 //! (LIST/STATUS, EXAMINE, UID FETCH/SEARCH with CONDSTORE/QRESYNC) and APPEND.
 //!
-//! Responses are parsed with imap-proto one at a time as they arrive, so a
-//! FETCH of a batch never holds more than one message beyond what the caller
-//! keeps. Every socket operation is bounded by the I/O timeout, and a server
+//! Responses are parsed by our own parser ([`parse`]) one at a time as they
+//! arrive, so a FETCH of a batch never holds more than one message beyond
+//! what the caller keeps. Every socket operation is bounded by the I/O timeout, and a server
 //! that trickles bytes to dodge it is cut off too. The client never logs
 //! what it sends: the LOGIN line carries the password.
 
