@@ -72,7 +72,7 @@ pub fn probe(path: &Path) -> Liveness {
         return idle;
     };
     let live = match (file.metadata(), std::fs::read_to_string("/proc/locks")) {
-        (Ok(meta), Ok(locks)) => flock_held(&locks, meta.ino()),
+        (Ok(meta), Ok(locks)) => flock_held(&locks, FileId::of(&meta)),
         // Without /proc, fall back to a shared lock attempt (fails while a run holds it).
         _ => match file.try_lock_shared() {
             Ok(()) => {
@@ -89,18 +89,46 @@ pub fn probe(path: &Path) -> Liveness {
     Liveness { live, pid, since }
 }
 
-/// Whether `/proc/locks` text shows an exclusive FLOCK on inode `ino`.
-fn flock_held(locks: &str, ino: u64) -> bool {
+/// A file as `/proc/locks` names it: device (major, minor) and inode. An
+/// inode number alone is unique only on its own file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    major: u32,
+    minor: u32,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> FileId {
+        FileId {
+            major: libc::major(meta.dev()),
+            minor: libc::minor(meta.dev()),
+            ino: meta.ino(),
+        }
+    }
+
+    /// Parses the kernel's `MAJOR:MINOR:INODE` (major and minor in hex,
+    /// the inode in decimal: `fd:01:5678`).
+    fn parse(field: &str) -> Option<FileId> {
+        let mut parts = field.split(':');
+        let major = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let minor = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let ino = parts.next()?.parse().ok()?;
+        parts
+            .next()
+            .is_none()
+            .then_some(FileId { major, minor, ino })
+    }
+}
+
+/// Whether `/proc/locks` text shows an exclusive FLOCK on file `id`.
+fn flock_held(locks: &str, id: FileId) -> bool {
     // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
     locks.lines().any(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         fields.get(1) == Some(&"FLOCK")
             && fields.get(3) == Some(&"WRITE")
-            && fields
-                .get(5)
-                .and_then(|dev_ino| dev_ino.rsplit(':').next())
-                .and_then(|n| n.parse::<u64>().ok())
-                == Some(ino)
+            && fields.get(5).and_then(|f| FileId::parse(f)) == Some(id)
     })
 }
 
@@ -161,12 +189,44 @@ mod tests {
 
     #[test]
     fn proc_locks_parsing() {
+        let id = |major, minor, ino| FileId { major, minor, ino };
         let text = "1: POSIX  ADVISORY  WRITE 10 fd:01:77 0 EOF\n\
                     2: FLOCK  ADVISORY  READ 11 fd:01:88 0 EOF\n\
-                    3: FLOCK  ADVISORY  WRITE 12 00:2f:99 0 EOF\n";
-        assert!(!flock_held(text, 77), "posix lock is not ours");
-        assert!(!flock_held(text, 88), "shared lock is not a run");
-        assert!(flock_held(text, 99));
-        assert!(!flock_held(text, 9));
+                    3: FLOCK  ADVISORY  WRITE 12 00:2f:99 0 EOF\n\
+                    4: FLOCK  ADVISORY  WRITE 13 103:02:4242 0 EOF\n";
+        let cases: &[(&str, FileId, bool)] = &[
+            ("posix_lock_is_not_ours", id(0xfd, 1, 77), false),
+            ("shared_lock_is_not_a_run", id(0xfd, 1, 88), false),
+            ("exclusive_flock", id(0, 0x2f, 99), true),
+            ("other_inode", id(0, 0x2f, 9), false),
+            ("same_inode_on_another_device", id(0xfd, 1, 99), false),
+            ("same_inode_other_minor", id(0, 0x30, 99), false),
+            ("major_in_hex", id(0x103, 2, 4242), true),
+        ];
+        for (name, file, want) in cases {
+            assert_eq!(flock_held(text, *file), *want, "{name}");
+        }
+        assert_eq!(FileId::parse("fd:01:5678"), Some(id(0xfd, 1, 5678)));
+        assert_eq!(FileId::parse("fd:01"), None);
+        assert_eq!(FileId::parse("fd:01:56:78"), None);
+        assert_eq!(FileId::parse("zz:01:5"), None);
+    }
+
+    #[test]
+    fn this_file_is_found_by_device_and_inode() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("engine.pid");
+        let _held = acquire(&path, 1, 2).expect("acquire");
+        let meta = std::fs::metadata(&path).expect("meta");
+        let locks = std::fs::read_to_string("/proc/locks").expect("/proc/locks");
+        assert!(flock_held(&locks, FileId::of(&meta)));
+        let elsewhere = FileId {
+            major: FileId::of(&meta).major.wrapping_add(1),
+            ..FileId::of(&meta)
+        };
+        assert!(
+            !flock_held(&locks, elsewhere),
+            "the same inode on another device is another file"
+        );
     }
 }
