@@ -265,13 +265,16 @@ impl Pool<'_> {
         if give_up && a.dead.is_none() {
             let reason = error.to_string();
             log::error!(target: THREADING, "account {}: {reason}; its remaining tasks wait for the next run {}", a.account.email, at_account(acntid));
+            // Every job left fails, the large-message ones too: each is
+            // work this run owed and did not do.
             for job in a.jobs.drain(..) {
-                if let Job::Folder(emfdid, _) = job {
-                    st.outcomes.push(Outcome::Failed {
-                        acntid,
-                        emfdid: Some(emfdid),
-                        error: reason.clone(),
-                    });
+                let (Job::Folder(emfdid, _) | Job::Large(emfdid)) = job;
+                st.outcomes.push(Outcome::Failed {
+                    acntid,
+                    emfdid: Some(emfdid),
+                    error: reason.clone(),
+                });
+                if let Job::Folder(..) = job {
                     self.progress.finished();
                 }
             }

@@ -889,3 +889,81 @@ fn a_full_disk_under_data_is_a_clear_error_and_nothing_is_corrupted() {
         .expect("count");
     assert_eq!(n, 80);
 }
+
+/// Regression: a large message (fetched whole by a task of its own) whose
+/// download the connection drops each time was lost as a failure: the log
+/// said "reconnecting", then "its remaining tasks wait for the next run",
+/// yet the run exited 0 ("5 tasks, 0 failed") and the account's
+/// `last_error` was NULL with `last_error_at` set.
+#[test]
+fn a_large_message_whose_download_breaks_every_time_fails_the_run() {
+    let dovecot = Dovecot::start();
+    let home = TempHome::new();
+    config(
+        &home,
+        &dovecot,
+        &format!("define('BG_IO_TIMEOUT', {T});\ndefine('BG_MAX_MESSAGE_SIZE', 100000);"),
+    );
+    let small: Vec<Vec<u8>> = (0..4).map(|i| message(i, 2000)).collect();
+    let imap = dovecot.imap("alice");
+    imap.append_many("INBOX", &small);
+    imap.append_many("INBOX", &[message(9, 300_000)]);
+    // Every answer with a whole message is cut 150 kB in: the small ones
+    // pass, the large one never does.
+    let proxy = FaultProxy::with_rules(
+        dovecot.imap_port(),
+        vec![Rule::all(
+            When::after_command("BODY.PEEK[]", 150_000),
+            Fault::Reset,
+        )],
+    );
+    let alice = add_account_with(
+        &home,
+        "plain",
+        proxy.port(),
+        "alice",
+        &dovecot.password("alice"),
+    );
+    // The first run stores the header and fails on the body; the second
+    // (the folder is due again for it) fails on the body again.
+    for round in 1..=2 {
+        let fired = proxy.fired();
+        let (out, _) = run_within(&home, &["run"], Duration::from_secs(60));
+        assert_eq!(
+            code(&out),
+            Some(75),
+            "run {round}, a failed job: stderr {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            home.log("l-debug.log")
+        );
+        assert!(
+            proxy.fired() >= fired + 2,
+            "run {round}: the download broke twice"
+        );
+        let (error, error_at): (Option<String>, Option<i64>) = db(&home)
+            .query_row(
+                "SELECT last_error, last_error_at FROM email_accounts WHERE acntid = ?",
+                [alice],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("account");
+        let error = error
+            .unwrap_or_else(|| panic!("run {round}: no last_error (last_error_at {error_at:?})"));
+        assert_words("large message", &error, &["connection lost", "UID FETCH"]);
+        assert!(error_at.is_some());
+    }
+    // The header is stored meanwhile, waiting for its body.
+    let partial: i64 = db(&home)
+        .query_row(
+            "SELECT COUNT(*) FROM email_messages WHERE partial = 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(partial, 1);
+
+    proxy.clear_rules();
+    run(&home, &[], 0);
+    assert_mirror(&home, &dovecot, "alice", alice, "INBOX");
+    assert_eq!(errors(&home, alice), "", "errors left behind");
+}
