@@ -1,10 +1,11 @@
-//! The errors that stop a command, each mapped to its documented exit code.
+//! The errors that stop a command, each mapped to its documented exit code
+//! (SPEC §2), and how an error is said with its causes.
 //!
 //! A failure of one job (a folder, an outgoing message) is not an error here:
 //! it is an outcome, collected by the run and merged into the exit code at the
 //! end. Only what prevents the command from doing its work at all lives here.
 
-use std::fmt;
+use std::path::PathBuf;
 
 /// Exit codes of SPEC §2 (sysexits-style where one fits).
 pub mod exit {
@@ -25,72 +26,114 @@ pub mod exit {
 }
 
 /// What stops a command.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// `config.inc` could not be read or has a bad value (exit 78).
-    Config(crate::config::ConfigError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// `BG_TLS_CA_FILE` of `config.inc` cannot be used (exit 78).
+    #[error("{}", config.display())]
+    CaFile {
+        /// The `config.inc` that names it.
+        config: PathBuf,
+        #[source]
+        source: crate::net::CaFileError,
+    },
     /// A directory or file of the install could not be created or opened (exit 73).
-    Layout(String),
-    /// The database could not be opened, migrated or written (exit 1).
-    Store(String),
+    #[error(transparent)]
+    Layout(#[from] crate::layout::Error),
+    /// The database could not be opened, migrated or written (exit 1; 73
+    /// when its file cannot be opened at all).
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
     /// A command line that parses but makes no sense (exit 2).
+    #[error("{0}")]
     Usage(String),
     /// Bad input to a command, e.g. a message refused by `outbox add` (exit 65).
+    #[error("{0}")]
     Input(String),
     /// Anything else (exit 1).
-    Other(String),
+    #[error("{what}")]
+    Other {
+        what: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) => exit::CONFIG,
+            Error::Config(_) | Error::CaFile { .. } => exit::CONFIG,
             Error::Layout(_) => exit::CANTCREAT,
+            Error::Store(e) if e.is_layout() => exit::CANTCREAT,
             Error::Usage(_) => exit::USAGE,
             Error::Input(_) => exit::DATAERR,
-            Error::Store(_) | Error::Other(_) => exit::FAILURE,
+            Error::Store(_) | Error::Other { .. } => exit::FAILURE,
         }
     }
-}
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Config(e) => write!(f, "{e}"),
-            Error::Layout(m) | Error::Store(m) | Error::Usage(m) | Error::Input(m) => {
-                write!(f, "{m}")
-            }
-            Error::Other(m) => write!(f, "{m}"),
+    /// A layout error: `what` failed because of `source`.
+    pub fn layout(what: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Layout(crate::layout::Error::new(what, source))
+    }
+
+    /// Any other error: `what` failed because of `source`.
+    pub fn other(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Other {
+            what: what.into(),
+            source: Some(Box::new(source)),
         }
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<crate::config::ConfigError> for Error {
-    fn from(e: crate::config::ConfigError) -> Self {
-        Error::Config(e)
-    }
-}
-
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::Store(format!("database: {e}"))
     }
 }
 
 /// Result of a command.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Adds context to errors of the store, keeping their kind.
-pub trait Context<T> {
-    /// Prefix the error with `what` ("open data/engine.sqlite").
-    fn context(self, what: impl fmt::Display) -> Result<T>;
+/// An error with its causes on one line, `what: why: why` (as anyhow's
+/// `{:#}` says it): for stderr, the logs and `last_error`, where the cause
+/// is what an administrator acts on.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut last = self.0.to_string();
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            let text = c.to_string();
+            // A `transparent` layer repeats its source: say it once.
+            if !text.is_empty() && text != last {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            cause = c.source();
+        }
+        Ok(())
+    }
 }
 
-impl<T> Context<T> for std::result::Result<T, rusqlite::Error> {
-    fn context(self, what: impl fmt::Display) -> Result<T> {
-        self.map_err(|e| Error::Store(format!("{what}: {e}")))
+/// [`Chain`] as a `String`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    Chain(e).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_says_every_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = Error::layout("cannot create /x/pid", io);
+        assert_eq!(e.to_string(), "cannot create /x/pid");
+        assert_eq!(chain(&e), "cannot create /x/pid: denied");
+        assert_eq!(e.exit_code(), exit::CANTCREAT);
+        let usage = Error::Usage("bad".into());
+        assert_eq!(chain(&usage), "bad");
     }
 }

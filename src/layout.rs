@@ -5,10 +5,28 @@
 //! here is ever world-readable. This module decides paths and modes; it does not
 //! open the database or the logs.
 
-use crate::error::{Error, Result};
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// A directory or file of the install cannot be created or opened (exit 73).
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct Error {
+    what: String,
+    #[source]
+    source: Option<std::io::Error>,
+}
+
+impl Error {
+    /// `what` failed because of `source`.
+    pub fn new(what: impl Into<String>, source: std::io::Error) -> Error {
+        Error {
+            what: what.into(),
+            source: Some(source),
+        }
+    }
+}
 
 /// Mode of `pid/`, `data/`, `logs/`: `u+rwX,g+rwXs,o-rwx`.
 pub const DIR_MODE: u32 = 0o2770;
@@ -55,7 +73,7 @@ impl Layout {
     /// Creates `pid/`, `data/` and `logs/` when missing (mode 2770) and takes
     /// world access away from existing ones. Fails with exit 73 when a
     /// directory cannot be created or is not a directory.
-    pub fn ensure_dirs(&self) -> Result<()> {
+    pub fn ensure_dirs(&self) -> Result<(), Error> {
         set_umask();
         for dir in [self.pid_dir(), self.data_dir(), self.logs_dir()] {
             ensure_dir(&dir)?;
@@ -64,34 +82,37 @@ impl Layout {
     }
 }
 
-fn ensure_dir(dir: &Path) -> Result<()> {
+fn ensure_dir(dir: &Path) -> Result<(), Error> {
     match fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {
             let mode = meta.permissions().mode() & 0o7777;
             if mode & 0o007 != 0 {
                 // A fresh git checkout makes these 0755; they must not stay so.
                 fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)).map_err(|e| {
-                    Error::Layout(format!(
-                        "{}: is world-accessible (mode {mode:o}) and cannot be fixed: {e}",
-                        dir.display()
-                    ))
+                    Error::new(
+                        format!(
+                            "{}: is world-accessible (mode {mode:o}) and cannot be fixed",
+                            dir.display()
+                        ),
+                        e,
+                    )
                 })?;
             }
             Ok(())
         }
-        Ok(_) => Err(Error::Layout(format!(
-            "{}: exists but is not a directory",
-            dir.display()
-        ))),
+        Ok(_) => Err(Error {
+            what: format!("{}: exists but is not a directory", dir.display()),
+            source: None,
+        }),
         Err(_) => {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(DIR_MODE)
                 .create(dir)
-                .map_err(|e| Error::Layout(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| Error::new(format!("cannot create {}", dir.display()), e))?;
             // mkdir drops the setgid bit from the requested mode: set it explicitly.
             fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
-                .map_err(|e| Error::Layout(format!("cannot chmod {}: {e}", dir.display())))
+                .map_err(|e| Error::new(format!("cannot chmod {}", dir.display()), e))
         }
     }
 }
@@ -152,7 +173,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let layout = Layout::new(tmp.path().to_path_buf(), None);
         fs::write(layout.logs_dir(), b"x").expect("write");
-        let err = layout.ensure_dirs().expect_err("must fail");
+        let err = crate::error::Error::from(layout.ensure_dirs().expect_err("must fail"));
         assert_eq!(err.exit_code(), 73);
     }
 }

@@ -90,7 +90,7 @@ pub fn init(layout: &Layout) -> Result<()> {
     let open = |name: &str| {
         let path = dir.join(name);
         let file = fern::log_file(&path)
-            .map_err(|e| Error::Layout(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| Error::layout(format!("cannot open {}", path.display()), e))?;
         restrict_file(&path);
         Ok::<_, Error>(file)
     };

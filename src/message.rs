@@ -151,22 +151,28 @@ fn clean(s: &str) -> Option<String> {
 /// The header block: everything up to and including the empty line that
 /// ends it (CRLF or bare LF), or the whole message when there is none.
 fn header_block(raw: &[u8]) -> &[u8] {
-    if raw.starts_with(b"\n") {
-        return &raw[..1];
-    }
-    if raw.starts_with(b"\r\n") {
-        return &raw[..2];
-    }
-    let mut from = 0;
-    while let Some(p) = raw[from..].iter().position(|&b| b == b'\n') {
-        let nl = from + p;
-        match raw.get(nl + 1) {
-            Some(b'\n') => return &raw[..nl + 2],
-            Some(b'\r') if raw.get(nl + 2) == Some(&b'\n') => return &raw[..nl + 3],
-            _ => from = nl + 1,
+    &raw[..header_end(raw).1]
+}
+
+/// Where the header block ends: (end of the header, start of the body).
+/// The blank line between them may be CRLF or a bare LF; a message without
+/// one is all header.
+pub fn header_end(raw: &[u8]) -> (usize, usize) {
+    let mut i = 0;
+    while i < raw.len() {
+        // at the start of a line
+        if raw[i..].starts_with(b"\r\n") {
+            return (i, i + 2);
+        }
+        if raw[i] == b'\n' {
+            return (i, i + 1);
+        }
+        match raw[i..].iter().position(|b| *b == b'\n') {
+            Some(p) => i += p + 1,
+            None => return (raw.len(), raw.len()),
         }
     }
-    raw
+    (raw.len(), raw.len())
 }
 
 /// The header block with every field that is not valid UTF-8 transcoded to

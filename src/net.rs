@@ -6,7 +6,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -22,16 +22,19 @@ pub enum Security {
     Plain,
 }
 
+/// A security setting that is none of `tls`, `starttls`, `plain`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown security '{0}' (expected tls, starttls or plain)")]
+pub struct UnknownSecurity(String);
+
 impl FromStr for Security {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Security, String> {
+    type Err = UnknownSecurity;
+    fn from_str(s: &str) -> Result<Security, UnknownSecurity> {
         match s.trim().to_ascii_lowercase().as_str() {
             "tls" => Ok(Security::Tls),
             "starttls" => Ok(Security::StartTls),
             "plain" => Ok(Security::Plain),
-            other => Err(format!(
-                "unknown security '{other}' (expected tls, starttls or plain)"
-            )),
+            other => Err(UnknownSecurity(other.to_string())),
         }
     }
 }
@@ -62,87 +65,92 @@ impl Security {
     }
 }
 
-/// The TLS set-up of a run, made on first use: loading the system's root
-/// certificates costs tens of milliseconds, wasted on a run that needs no TLS.
+/// `BG_TLS_CA_FILE` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("BG_TLS_CA_FILE {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("BG_TLS_CA_FILE {}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: native_tls::Error,
+    },
+    #[error("BG_TLS_CA_FILE {}: no PEM certificate found", path.display())]
+    Empty { path: PathBuf },
+}
+
+/// The TLS connector cannot be built (the system's TLS library refused).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot set up TLS: {0}")]
+pub struct TlsSetupError(String);
+
+/// The TLS set-up of a run: the extra CAs of `BG_TLS_CA_FILE`, read once,
+/// and a connector made on first use (loading the system's root
+/// certificates costs tens of milliseconds, wasted on a run that needs no
+/// TLS). IMAP and SMTP both take their trust from here.
 pub struct Tls {
-    ca_file: Option<std::path::PathBuf>,
-    connector: std::sync::OnceLock<Result<native_tls::TlsConnector, String>>,
+    extra_cas: Vec<native_tls::Certificate>,
+    connector: std::sync::OnceLock<Result<native_tls::TlsConnector, TlsSetupError>>,
 }
 
 impl Tls {
-    /// Checks `ca_file` now (so a bad BG_TLS_CA_FILE stops the run at once);
-    /// the connector itself is built when first needed.
-    pub fn new(ca_file: Option<&Path>) -> Result<Tls, String> {
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("BG_TLS_CA_FILE {}: {e}", path.display()))?;
-            if pem_blocks(&pem).is_empty() {
-                return Err(format!(
-                    "BG_TLS_CA_FILE {}: no PEM certificate found",
-                    path.display()
-                ));
+    /// Reads `ca_file` now, so a bad BG_TLS_CA_FILE stops the run at once.
+    pub fn new(ca_file: Option<&Path>) -> Result<Tls, CaFileError> {
+        let extra_cas = match ca_file {
+            None => Vec::new(),
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|source| CaFileError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                let certs = native_tls::Certificate::stack_from_pem(&pem).map_err(|source| {
+                    CaFileError::Parse {
+                        path: path.to_path_buf(),
+                        source,
+                    }
+                })?;
+                if certs.is_empty() {
+                    return Err(CaFileError::Empty {
+                        path: path.to_path_buf(),
+                    });
+                }
+                certs
             }
-        }
+        };
         Ok(Tls {
-            ca_file: ca_file.map(Path::to_path_buf),
+            extra_cas,
             connector: std::sync::OnceLock::new(),
         })
     }
 
-    /// The connector (built on the first call).
-    pub fn connector(&self) -> Result<&native_tls::TlsConnector, String> {
+    /// The connector (built on the first call): the system roots and the
+    /// extra CAs, TLS 1.2 at least.
+    pub fn connector(&self) -> Result<&native_tls::TlsConnector, TlsSetupError> {
         self.connector
-            .get_or_init(|| tls_connector(self.ca_file.as_deref()))
+            .get_or_init(|| {
+                let mut builder = native_tls::TlsConnector::builder();
+                builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
+                for cert in &self.extra_cas {
+                    builder.add_root_certificate(cert.clone());
+                }
+                builder.build().map_err(|e| TlsSetupError(e.to_string()))
+            })
             .as_ref()
             .map_err(Clone::clone)
     }
-}
 
-/// A TLS connector that verifies certificates against the system roots and
-/// the PEM certificates of `ca_file`.
-pub fn tls_connector(ca_file: Option<&Path>) -> Result<native_tls::TlsConnector, String> {
-    let mut builder = native_tls::TlsConnector::builder();
-    builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
-    if let Some(path) = ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("BG_TLS_CA_FILE {}: {e}", path.display()))?;
-        let certs = pem_blocks(&pem);
-        if certs.is_empty() {
-            return Err(format!(
-                "BG_TLS_CA_FILE {}: no PEM certificate found",
-                path.display()
-            ));
-        }
-        for block in certs {
-            let cert = native_tls::Certificate::from_pem(block)
-                .map_err(|e| format!("BG_TLS_CA_FILE {}: {e}", path.display()))?;
-            builder.add_root_certificate(cert);
-        }
+    /// The extra CAs in DER, for a TLS library of its own (lettre's).
+    pub fn extra_cas_der(&self) -> Vec<Vec<u8>> {
+        self.extra_cas
+            .iter()
+            .filter_map(|c| c.to_der().ok())
+            .collect()
     }
-    builder
-        .build()
-        .map_err(|e| format!("cannot set up TLS: {e}"))
-}
-
-/// Splits a PEM file into its CERTIFICATE blocks.
-fn pem_blocks(pem: &[u8]) -> Vec<&[u8]> {
-    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
-    const END: &[u8] = b"-----END CERTIFICATE-----";
-    let mut out = Vec::new();
-    let mut rest = pem;
-    while let Some(start) = find(rest, BEGIN) {
-        let Some(len) = find(&rest[start..], END) else {
-            break;
-        };
-        let end = start + len + END.len();
-        out.push(&rest[start..end]);
-        rest = &rest[end..];
-    }
-    out
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Resolves `host:port`, giving up after `timeout` (the system resolver has no
@@ -210,13 +218,21 @@ mod tests {
     }
 
     #[test]
-    fn pem_splitting() {
-        let pem = b"junk\n-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n\
-                    -----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
-        let blocks = pem_blocks(pem);
-        assert_eq!(blocks.len(), 2);
-        assert!(blocks[1].windows(3).any(|w| w == b"BBB"));
-        assert!(pem_blocks(b"nothing").is_empty());
+    fn ca_file_errors_name_the_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let missing = tmp.path().join("missing.pem");
+        let err = Tls::new(Some(&missing)).err().expect("missing file");
+        assert!(matches!(err, CaFileError::Read { .. }), "{err:?}");
+        assert!(crate::error::chain(&err).contains("missing.pem"));
+        let junk = tmp.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").expect("write");
+        let err = Tls::new(Some(&junk)).err().expect("no certificate");
+        assert!(
+            crate::error::chain(&err).contains("junk.pem"),
+            "{}",
+            crate::error::chain(&err)
+        );
+        assert!(Tls::new(None).is_ok());
     }
 
     #[test]

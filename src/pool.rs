@@ -7,15 +7,16 @@
 //! connection of an account discovers its folders (LIST, with statuses when
 //! offered) before the others start. A server that stalls or drops the
 //! connection gets one reconnect in the run; after a second failure the
-//! account's remaining tasks are skipped and the error recorded. A failure
-//! or panic in a task fails that task only.
+//! account's remaining tasks fail and the error is recorded. A failure or
+//! panic in a task fails that task only.
 
+use crate::error::chain;
 use crate::imap::{self, Client, MailboxStatus};
 use crate::logging::{at, at_account, THREADING};
 use crate::schedule::Kind;
-use crate::store::{Account, Store};
-use crate::sync::{self, discover, Ctx, Limits, SyncError};
-use crate::writer::Writer;
+use crate::store::{self, Account, FolderPatch, Location, Store};
+use crate::sync::{self, discover, plan, Ctx, SyncError};
+use crate::writer::{Pending, Writer};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -30,41 +31,27 @@ pub struct AccountWork {
 }
 
 /// How the pool runs.
-pub struct Settings {
+pub struct Settings<'a> {
     pub max_threads: usize,
     pub max_connections: u32,
     pub io_timeout: Duration,
     pub deadline: Instant,
     pub now: i64,
-    pub limits: Limits,
-    pub tls: crate::net::Tls,
+    pub limits: plan::Limits,
+    pub tls: &'a crate::net::Tls,
+    /// Where each worker opens its read connection.
+    pub store: Location,
 }
 
 /// How one task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Synced (or, with `complete` false, stopped by the time limit).
-    Synced {
-        acntid: i64,
-        emfdid: i64,
-        received: usize,
-        complete: bool,
-    },
+    /// Synced (or stopped by the time limit, to go on next run).
+    Synced,
     /// Failed; the reason is in the folder's or account's `last_error`.
-    Failed {
-        acntid: i64,
-        emfdid: Option<i64>,
-        error: String,
-    },
+    Failed,
     /// Not started because the run reached BG_MAX_RUN_TIME.
-    Left { acntid: i64, emfdid: i64 },
-}
-
-impl Outcome {
-    /// Whether this counts as a failed job for the exit code.
-    pub fn failed(&self) -> bool {
-        matches!(self, Outcome::Failed { .. })
-    }
+    Left,
 }
 
 /// Progress reporting for a terminal.
@@ -81,8 +68,18 @@ pub trait Progress: Sync {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Job {
+    /// A folder's sync, as the scheduler decided.
     Folder(i64, Kind),
+    /// The bodies of a folder's messages stored header-only.
     Large(i64),
+}
+
+impl Job {
+    fn emfdid(self) -> i64 {
+        match self {
+            Job::Folder(id, _) | Job::Large(id) => id,
+        }
+    }
 }
 
 struct Acct {
@@ -93,7 +90,7 @@ struct Acct {
     discovering: bool,
     statuses: HashMap<String, MailboxStatus>,
     failures: u32,
-    dead: Option<String>,
+    dead: bool,
     /// The account's old `last_error` was cleared after a good login.
     cleared: bool,
 }
@@ -106,41 +103,41 @@ struct State {
 struct Pool<'a> {
     state: Mutex<State>,
     cond: Condvar,
-    settings: &'a Settings,
+    settings: &'a Settings<'a>,
     writer: &'a Writer,
     progress: &'a dyn Progress,
 }
 
 /// Runs every account's work and returns the outcome of each task.
 pub fn run(
-    settings: &Settings,
+    settings: &Settings<'_>,
     work: Vec<AccountWork>,
     writer: &Writer,
-    db_path: &std::path::Path,
     progress: &dyn Progress,
 ) -> Vec<Outcome> {
     let wanted: usize = work.iter().map(|_| settings.max_connections as usize).sum();
     let threads = wanted.min(settings.max_threads).max(1);
+    let accts = work
+        .into_iter()
+        .map(|w| Acct {
+            account: w.account,
+            jobs: w
+                .folders
+                .into_iter()
+                .map(|(f, k)| Job::Folder(f, k))
+                .collect(),
+            open: 0,
+            discovered: false,
+            discovering: false,
+            statuses: HashMap::new(),
+            failures: 0,
+            dead: false,
+            cleared: false,
+        })
+        .collect();
     let pool = Pool {
         state: Mutex::new(State {
-            accts: work
-                .into_iter()
-                .map(|w| Acct {
-                    account: w.account,
-                    jobs: w
-                        .folders
-                        .into_iter()
-                        .map(|(f, k)| Job::Folder(f, k))
-                        .collect(),
-                    open: 0,
-                    discovered: false,
-                    discovering: false,
-                    statuses: HashMap::new(),
-                    failures: 0,
-                    dead: None,
-                    cleared: false,
-                })
-                .collect(),
+            accts,
             outcomes: Vec::new(),
         }),
         cond: Condvar::new(),
@@ -153,31 +150,55 @@ pub fn run(
             let pool = &pool;
             let spawned = std::thread::Builder::new()
                 .name(format!("t{}", i + 1))
-                .spawn_scoped(scope, move || pool.worker(db_path));
+                .spawn_scoped(scope, move || pool.worker());
             if let Err(e) = spawned {
                 log::error!(target: THREADING, "cannot start worker t{}: {e}", i + 1);
             }
         }
     });
     let mut state = pool.state.into_inner().unwrap_or_else(|p| p.into_inner());
-    // Whatever is still queued was not reached in time (or no worker could run).
+    // Whatever folder is still queued was not reached in time (or no worker could run).
     for a in &mut state.accts {
-        let acntid = a.account.acntid;
         for job in a.jobs.drain(..) {
-            if let Job::Folder(emfdid, _) = job {
-                state.outcomes.push(Outcome::Left { acntid, emfdid });
+            if let Job::Folder(..) = job {
+                state.outcomes.push(Outcome::Left);
             }
         }
     }
     state.outcomes
 }
 
+/// A connection slot of an account, given back when dropped (on every way
+/// out of a session).
+struct Slot<'p, 'a> {
+    pool: &'p Pool<'a>,
+    idx: usize,
+}
+
+impl Drop for Slot<'_, '_> {
+    fn drop(&mut self) {
+        let mut st = self.pool.lock();
+        let a = &mut st.accts[self.idx];
+        a.open = a.open.saturating_sub(1);
+        drop(st);
+        self.pool.cond.notify_all();
+    }
+}
+
 /// The recording of the folders that needed no sync, still in flight.
 struct SkippedWrite {
     idx: usize,
     acntid: i64,
-    skipped: Vec<(i64, crate::store::FolderPatch)>,
-    pending: crate::writer::Pending<()>,
+    skipped: Vec<(i64, FolderPatch)>,
+    pending: Pending<()>,
+}
+
+/// How a session ended.
+enum Ended {
+    /// The account's queue is done, or the run must stop taking work.
+    Done,
+    /// The connection broke: the worker goes on (a reconnect, if allowed).
+    Broken,
 }
 
 impl Pool<'_> {
@@ -185,13 +206,25 @@ impl Pool<'_> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The `acntid` of account `idx`.
+    fn acntid(&self, idx: usize) -> i64 {
+        self.lock().accts[idx].account.acntid
+    }
+
     /// Serves accounts until none is left. Its database connection is
     /// opened while its first server greets and logs in (opening costs about
     /// what that wait does).
-    fn worker(&self, db_path: &std::path::Path) {
+    fn worker(&self) {
         let mut store = None;
         while let Some((idx, discover)) = self.take_account() {
-            if !self.serve(idx, discover, db_path, &mut store) {
+            let slot = Slot { pool: self, idx };
+            let mut skipped = None;
+            let go_on = self.session(&slot, discover, &mut store, &mut skipped);
+            if let Some(w) = skipped {
+                self.settle_skipped(w);
+            }
+            drop(slot);
+            if !go_on {
                 break;
             }
         }
@@ -210,7 +243,7 @@ impl Pool<'_> {
             let pick = st.accts.iter().position(|a| {
                 // Another connection only when there is more queued work
                 // than the open connections are about to take.
-                a.dead.is_none()
+                !a.dead
                     && a.open < max
                     && if a.discovered {
                         a.jobs.len() > a.open as usize
@@ -236,13 +269,6 @@ impl Pool<'_> {
         }
     }
 
-    fn release(&self, idx: usize) {
-        let mut st = self.lock();
-        st.accts[idx].open = st.accts[idx].open.saturating_sub(1);
-        drop(st);
-        self.cond.notify_all();
-    }
-
     /// A connection-level failure: one reconnect per run, then the account
     /// is given up (a refused login is given up at once).
     fn connection_failed(&self, idx: usize, error: &imap::Error, requeue: Option<Job>) {
@@ -258,34 +284,23 @@ impl Pool<'_> {
             a.jobs.push_back(job);
         }
         a.failures += 1;
-        if a.discovering {
-            a.discovering = false;
-        }
+        a.discovering = false;
         let give_up = matches!(error, imap::Error::Auth(_)) || a.failures >= 2;
-        if give_up && a.dead.is_none() {
+        if give_up && !a.dead {
             let reason = error.to_string();
             log::error!(target: THREADING, "account {}: {reason}; its remaining tasks wait for the next run {}", a.account.email, at_account(acntid));
             // Every job left fails, the large-message ones too: each is
             // work this run owed and did not do.
             for job in a.jobs.drain(..) {
-                let (Job::Folder(emfdid, _) | Job::Large(emfdid)) = job;
-                st.outcomes.push(Outcome::Failed {
-                    acntid,
-                    emfdid: Some(emfdid),
-                    error: reason.clone(),
-                });
+                st.outcomes.push(Outcome::Failed);
                 if let Job::Folder(..) = job {
                     self.progress.finished();
                 }
             }
             if !a.discovered {
-                st.outcomes.push(Outcome::Failed {
-                    acntid,
-                    emfdid: None,
-                    error: reason.clone(),
-                });
+                st.outcomes.push(Outcome::Failed);
             }
-            a.dead = Some(reason.clone());
+            a.dead = true;
             let now = self.settings.now;
             let _ = self
                 .writer
@@ -307,75 +322,30 @@ impl Pool<'_> {
         }
     }
 
-    /// One session on account `idx`: connect, discover when asked, then its
-    /// folders' jobs until none is left (or the run must stop).
-    /// Returns false when this worker cannot go on (no database connection).
-    fn serve(
-        &self,
-        idx: usize,
-        discover_first: bool,
-        db_path: &std::path::Path,
-        store: &mut Option<Store>,
-    ) -> bool {
-        let mut skipped = None;
-        let go_on = self.session(idx, discover_first, db_path, store, &mut skipped);
-        if let Some(w) = skipped {
-            self.settle_skipped(w);
-        }
-        go_on
-    }
-
+    /// One session on an account: connect (and open this worker's database
+    /// connection meanwhile), discover when asked, then the account's jobs
+    /// until none is left (or the run must stop). Returns false when this
+    /// worker cannot go on (no database connection).
     fn session(
         &self,
-        idx: usize,
+        slot: &Slot<'_, '_>,
         discover_first: bool,
-        db_path: &std::path::Path,
-        store_slot: &mut Option<Store>,
+        store: &mut Option<Store>,
         skipped: &mut Option<SkippedWrite>,
     ) -> bool {
+        let idx = slot.idx;
         let account = self.lock().accts[idx].account.clone();
-        let acntid = account.acntid;
-        let s = self.settings;
-        // The worker's database connection opens while the server greets
-        // and logs in.
-        let (connected, opened) = std::thread::scope(|scope| {
-            let opening = store_slot.is_none().then(|| {
-                std::thread::Builder::new()
-                    .name("open".into())
-                    .spawn_scoped(scope, || Store::open_unmigrated(db_path))
-            });
-            let connected = discover::connect(&account, &s.tls, s.io_timeout);
-            let opened = opening.map(|spawned| match spawned {
-                Ok(h) => h.join().unwrap_or_else(|_| {
-                    Err(crate::error::Error::Store("opening it panicked".into()))
-                }),
-                Err(e) => Err(crate::error::Error::Other(format!(
-                    "cannot start a thread: {e}"
-                ))),
-            });
-            (connected, opened)
-        });
-        match opened {
-            Some(Ok(store)) => *store_slot = Some(store),
-            Some(Err(e)) => {
-                log::error!(target: THREADING, "worker cannot open the database: {e}");
-                if let Ok((client, _)) = connected {
-                    client.logout();
-                }
-                self.release(idx);
-                return false;
-            }
-            None => {}
-        }
-        let Some(store) = store_slot.as_ref() else {
-            self.release(idx);
+        let connected = match self.connect(&account, store) {
+            Ok(connected) => connected,
+            Err(()) => return false,
+        };
+        let Some(store) = store.as_ref() else {
             return false;
         };
         let (mut client, qresync) = match connected {
             Ok(c) => c,
             Err(e) => {
                 self.connection_failed(idx, &e, None);
-                self.release(idx);
                 return true;
             }
         };
@@ -383,37 +353,27 @@ impl Pool<'_> {
             "logged in to {} as {} {}",
             client.peer(),
             account.imap_login(),
-            at_account(acntid)
+            at_account(account.acntid)
         );
-        if account.last_error.is_some() {
-            let mut st = self.lock();
-            if !st.accts[idx].cleared {
-                st.accts[idx].cleared = true;
-                let now = s.now;
-                let _ = self
-                    .writer
-                    .submit(move |w| w.set_account_error(acntid, None, now));
-            }
-        }
+        self.clear_old_error(idx, &account);
         if discover_first {
             match self.discover(idx, &mut client, store) {
                 Ok(w) => *skipped = w,
                 Err(e) if e.breaks_session() => {
                     self.connection_failed(idx, &e, None);
-                    self.release(idx);
                     return true;
                 }
                 Err(e) => {
                     // LIST refused: go on with the folders we know.
-                    log::warn!("folder discovery failed: {e} {}", at_account(acntid));
-                    let mut st = self.lock();
-                    st.accts[idx].discovered = true;
-                    st.accts[idx].discovering = false;
-                    drop(st);
-                    self.cond.notify_all();
+                    log::warn!(
+                        "folder discovery failed: {e} {}",
+                        at_account(account.acntid)
+                    );
+                    self.discovered(idx);
                 }
             }
         }
+        let s = self.settings;
         let ctx = Ctx {
             now: s.now,
             deadline: s.deadline,
@@ -423,45 +383,94 @@ impl Pool<'_> {
             qresync,
             progress: &|n| self.progress.messages(n),
         };
-        loop {
-            let (job, status) = {
-                let mut st = self.lock();
-                let a = &mut st.accts[idx];
-                if a.dead.is_some()
-                    || Instant::now() >= s.deadline
-                    || self.writer.locked_out().is_some()
-                {
-                    break;
+        if let Ended::Done = self.serve_jobs(idx, &mut client, &ctx) {
+            client.logout();
+        }
+        true
+    }
+
+    /// Logs in to the account; opens this worker's database connection
+    /// meanwhile when it has none. Err(()) when that cannot be opened.
+    #[allow(clippy::type_complexity)]
+    fn connect(
+        &self,
+        account: &Account,
+        store: &mut Option<Store>,
+    ) -> Result<Result<(Client, bool), imap::Error>, ()> {
+        let s = self.settings;
+        let (connected, opened) = std::thread::scope(|scope| {
+            let opening = store.is_none().then(|| {
+                std::thread::Builder::new()
+                    .name("open".into())
+                    .spawn_scoped(scope, || Store::connect(&s.store))
+            });
+            let connected = imap::login(account, s.tls, s.io_timeout);
+            let opened = opening.map(|spawned| match spawned {
+                Ok(h) => h
+                    .join()
+                    .map_err(|_| "opening it panicked".to_string())
+                    .and_then(|r| r.map_err(|e| chain(&e))),
+                Err(e) => Err(format!("cannot start a thread: {e}")),
+            });
+            (connected, opened)
+        });
+        match opened {
+            Some(Ok(opened)) => *store = Some(opened),
+            Some(Err(why)) => {
+                log::error!(target: THREADING, "worker cannot open the database: {why}");
+                if let Ok((client, _)) = connected {
+                    client.logout();
                 }
-                let Some(job) = a.jobs.pop_front() else {
-                    break;
-                };
-                let status = match job {
-                    Job::Folder(emfdid, _) | Job::Large(emfdid) => store
-                        .folder(emfdid)
-                        .ok()
-                        .flatten()
-                        .and_then(|f| a.statuses.get(&f.imap_name).copied()),
-                };
-                (job, status)
-            };
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                self.run_job(&mut client, &ctx, job, status)
-            }));
+                return Err(());
+            }
+            None => {}
+        }
+        Ok(connected)
+    }
+
+    /// After a good login, the account's `last_error` of an earlier run is
+    /// cleared (once a run).
+    fn clear_old_error(&self, idx: usize, account: &Account) {
+        if account.last_error.is_none() {
+            return;
+        }
+        let mut st = self.lock();
+        if st.accts[idx].cleared {
+            return;
+        }
+        st.accts[idx].cleared = true;
+        let (acntid, now) = (account.acntid, self.settings.now);
+        let _ = self
+            .writer
+            .submit(move |w| w.set_account_error(acntid, None, now));
+    }
+
+    /// The account's folders are known: the other connections may start.
+    fn discovered(&self, idx: usize) {
+        let mut st = self.lock();
+        st.accts[idx].discovered = true;
+        st.accts[idx].discovering = false;
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    /// Runs the account's jobs on this session until none is left.
+    fn serve_jobs(&self, idx: usize, client: &mut Client, ctx: &Ctx<'_>) -> Ended {
+        let acntid = self.acntid(idx);
+        while let Some((job, status)) = self.next_job(idx, ctx.store) {
+            let result = catch_unwind(AssertUnwindSafe(|| self.run_job(client, ctx, job, status)));
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(SyncError::Imap(e))) if e.is_connection() => {
                     self.connection_failed(idx, &e, Some(job));
-                    self.release(idx);
-                    return true;
+                    return Ended::Broken;
                 }
                 Ok(Err(e)) => {
                     let breaks = matches!(&e, SyncError::Imap(i) if i.breaks_session());
-                    self.job_failed(acntid, job, &e.to_string());
+                    self.job_failed(acntid, job, &chain(&e));
                     if breaks {
                         // The session is in an unknown state: start a fresh one.
-                        self.release(idx);
-                        return true;
+                        return Ended::Broken;
                     }
                 }
                 Err(panic) => {
@@ -471,14 +480,29 @@ impl Pool<'_> {
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "unknown panic".into());
                     self.job_failed(acntid, job, &format!("internal error (panic): {what}"));
-                    self.release(idx);
-                    return true;
+                    return Ended::Broken;
                 }
             }
         }
-        client.logout();
-        self.release(idx);
-        true
+        Ended::Done
+    }
+
+    /// The account's next job and its folder's status from LIST, unless the
+    /// account is given up or the run must stop.
+    fn next_job(&self, idx: usize, store: &Store) -> Option<(Job, Option<MailboxStatus>)> {
+        let mut st = self.lock();
+        let a = &mut st.accts[idx];
+        if a.dead || Instant::now() >= self.settings.deadline || self.writer.locked_out().is_some()
+        {
+            return None;
+        }
+        let job = a.jobs.pop_front()?;
+        let status = store
+            .folder(job.emfdid())
+            .ok()
+            .flatten()
+            .and_then(|f| a.statuses.get(&f.imap_name).copied());
+        Some((job, status))
     }
 
     /// LIST: new folders are added (and synced in this run), vanished ones
@@ -489,7 +513,7 @@ impl Pool<'_> {
         client: &mut Client,
         store: &Store,
     ) -> Result<Option<SkippedWrite>, imap::Error> {
-        let acntid = self.lock().accts[idx].account.acntid;
+        let acntid = self.acntid(idx);
         let (found, mut statuses) = discover::list(client)?;
         let now = self.settings.now;
         let before: HashSet<i64> = store
@@ -502,43 +526,11 @@ impl Pool<'_> {
         {
             Ok(live) => live,
             Err(e) => {
-                log::error!(target: THREADING, "cannot record the folders: {e} {}", at_account(acntid));
+                log::error!(target: THREADING, "cannot record the folders: {} {}", chain(&e), at_account(acntid));
                 store.folders(Some(acntid), false).unwrap_or_default()
             }
         };
-        let live_ids: HashSet<i64> = live.iter().map(|f| f.emfdid).collect();
-        let mut st = self.lock();
-        let a = &mut st.accts[idx];
-        a.jobs.retain(|j| match j {
-            Job::Folder(id, _) | Job::Large(id) => live_ids.contains(id),
-        });
-        let queued: HashSet<i64> = a
-            .jobs
-            .iter()
-            .map(|j| match j {
-                Job::Folder(id, _) | Job::Large(id) => *id,
-            })
-            .collect();
-        let mut added = 0;
-        for f in &live {
-            if !before.contains(&f.emfdid) && !queued.contains(&f.emfdid) {
-                a.jobs.push_back(Job::Folder(f.emfdid, Kind::Full));
-                added += 1;
-            }
-        }
-        self.progress.add_total(added);
-        let need_status: Vec<Vec<u8>> = live
-            .iter()
-            .filter(|f| {
-                a.jobs.iter().any(|j| {
-                    *j == Job::Folder(f.emfdid, Kind::Recent)
-                        || *j == Job::Folder(f.emfdid, Kind::Full)
-                })
-            })
-            .filter(|f| !statuses.contains_key(&f.imap_name))
-            .map(|f| f.imap_name.clone().into_bytes())
-            .collect();
-        drop(st);
+        let need_status = self.queue_discovered(idx, &before, &live, &statuses);
         if !need_status.is_empty() {
             // No LIST-STATUS: one pipelined STATUS round trip for the due folders.
             for (name, st) in client.status_many(&need_status)? {
@@ -551,7 +543,7 @@ impl Pool<'_> {
         // transaction, without selecting them or holding up a connection.
         let mut st = self.lock();
         let a = &mut st.accts[idx];
-        let mut skipped: Vec<(i64, crate::store::FolderPatch)> = Vec::new();
+        let mut skipped: Vec<(i64, FolderPatch)> = Vec::new();
         a.jobs.retain(|j| {
             let Job::Folder(emfdid, kind) = *j else {
                 return true;
@@ -560,38 +552,63 @@ impl Pool<'_> {
                 return true;
             };
             let status = statuses.get(&f.imap_name);
-            if crate::sync::plan::decide(f, kind, status) != crate::sync::plan::Decision::Skip {
+            if plan::decide(f, kind, status) != plan::Decision::Skip {
                 return true;
             }
-            skipped.push((
-                emfdid,
-                sync::times_patch(now, kind, status.and_then(|s| s.uidnext)),
-            ));
+            let patch = plan::done_patch(now, kind, status.and_then(|s| s.uidnext));
+            skipped.push((emfdid, patch));
             false
         });
         a.statuses = statuses;
         drop(st);
         // Recorded while the first folder is selected: nothing waits for it
         // (`settle_skipped` takes the result at the end of the session).
-        let skipped_write = if skipped.is_empty() {
-            None
-        } else {
+        let skipped_write = (!skipped.is_empty()).then(|| {
             let patches = skipped.clone();
             let pending = self.writer.submit(move |s| s.patch_folders(&patches, now));
-            Some(SkippedWrite {
+            SkippedWrite {
                 idx,
                 acntid,
                 skipped,
                 pending,
-            })
-        };
+            }
+        });
+        self.discovered(idx);
+        Ok(skipped_write)
+    }
+
+    /// Drops the jobs of folders gone from the server, queues a full sync
+    /// of each new folder, and returns the due folders LIST gave no status
+    /// for (wire names).
+    fn queue_discovered(
+        &self,
+        idx: usize,
+        before: &HashSet<i64>,
+        live: &[store::Folder],
+        statuses: &HashMap<String, MailboxStatus>,
+    ) -> Vec<Vec<u8>> {
+        let live_ids: HashSet<i64> = live.iter().map(|f| f.emfdid).collect();
         let mut st = self.lock();
         let a = &mut st.accts[idx];
-        a.discovered = true;
-        a.discovering = false;
-        drop(st);
-        self.cond.notify_all();
-        Ok(skipped_write)
+        a.jobs.retain(|j| live_ids.contains(&j.emfdid()));
+        let queued: HashSet<i64> = a.jobs.iter().map(|j| j.emfdid()).collect();
+        let mut added = 0;
+        for f in live {
+            if !before.contains(&f.emfdid) && !queued.contains(&f.emfdid) {
+                a.jobs.push_back(Job::Folder(f.emfdid, Kind::Full));
+                added += 1;
+            }
+        }
+        self.progress.add_total(added);
+        live.iter()
+            .filter(|f| {
+                a.jobs
+                    .iter()
+                    .any(|j| matches!(j, Job::Folder(id, _) if *id == f.emfdid))
+            })
+            .filter(|f| !statuses.contains_key(&f.imap_name))
+            .map(|f| f.imap_name.clone().into_bytes())
+            .collect()
     }
 
     /// Takes the result of recording the folders that needed no sync: on
@@ -609,18 +626,13 @@ impl Pool<'_> {
                 let mut st = self.lock();
                 for (emfdid, _) in &skipped {
                     log::info!("received 0 new messages in 0s {}", at(acntid, *emfdid));
-                    st.outcomes.push(Outcome::Synced {
-                        acntid,
-                        emfdid: *emfdid,
-                        received: 0,
-                        complete: true,
-                    });
+                    st.outcomes.push(Outcome::Synced);
                     self.progress.finished();
                 }
             }
             Err(e) => {
                 // Could not record them: sync them the normal way.
-                log::warn!("{e} {}", at_account(acntid));
+                log::warn!("{} {}", chain(&e), at_account(acntid));
                 let mut st = self.lock();
                 let a = &mut st.accts[idx];
                 for (emfdid, p) in skipped {
@@ -644,11 +656,12 @@ impl Pool<'_> {
         job: Job,
         status: Option<MailboxStatus>,
     ) -> Result<(), SyncError> {
+        let Some(folder) = ctx.store.folder(job.emfdid())? else {
+            return Ok(());
+        };
+        let emfdid = folder.emfdid;
         match job {
-            Job::Folder(emfdid, kind) => {
-                let Some(folder) = ctx.store.folder(emfdid)? else {
-                    return Ok(());
-                };
+            Job::Folder(_, kind) => {
                 if folder.removed_at.is_some() {
                     return Ok(());
                 }
@@ -671,12 +684,7 @@ impl Pool<'_> {
                     );
                 }
                 let mut st = self.lock();
-                st.outcomes.push(Outcome::Synced {
-                    acntid: folder.acntid,
-                    emfdid,
-                    received: out.received,
-                    complete: out.complete,
-                });
+                st.outcomes.push(Outcome::Synced);
                 if out.large_pending && out.complete {
                     if let Some(a) = st
                         .accts
@@ -686,34 +694,22 @@ impl Pool<'_> {
                         a.jobs.push_back(Job::Large(emfdid));
                     }
                 }
-                Ok(())
             }
-            Job::Large(emfdid) => {
-                let Some(folder) = ctx.store.folder(emfdid)? else {
-                    return Ok(());
-                };
+            Job::Large(_) => {
                 let n = sync::fetch_large(client, ctx, &folder)?;
                 log::debug!(
                     "fetched {n} large messages whole {}",
                     at(folder.acntid, emfdid)
                 );
-                Ok(())
             }
         }
+        Ok(())
     }
 
     fn job_failed(&self, acntid: i64, job: Job, error: &str) {
-        let emfdid = match job {
-            Job::Folder(id, _) | Job::Large(id) => id,
-        };
+        let emfdid = job.emfdid();
         log::error!(target: THREADING, "sync failed: {error} {}", at(acntid, emfdid));
-        let mut st = self.lock();
-        st.outcomes.push(Outcome::Failed {
-            acntid,
-            emfdid: Some(emfdid),
-            error: error.to_string(),
-        });
-        drop(st);
+        self.lock().outcomes.push(Outcome::Failed);
         let (now, e) = (self.settings.now, error.to_string());
         let _ = self
             .writer

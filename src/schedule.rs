@@ -27,6 +27,34 @@ pub struct FolderInput {
     pub pending_large: bool,
 }
 
+impl FolderInput {
+    /// A stored folder of an account owned by `usrid`.
+    pub fn of(f: &crate::store::Folder, usrid: Option<i64>) -> FolderInput {
+        FolderInput {
+            emfdid: Some(f.emfdid),
+            acntid: f.acntid,
+            usrid,
+            hi: f.is_hi(),
+            last_recent_sync_at: f.last_recent_sync_at,
+            last_full_sync_at: f.last_full_sync_at,
+            pending_large: f.has_partial,
+        }
+    }
+
+    /// An account without any folder yet: one task to discover them.
+    pub fn undiscovered(acntid: i64, usrid: Option<i64>) -> FolderInput {
+        FolderInput {
+            emfdid: None,
+            acntid,
+            usrid,
+            hi: true,
+            last_recent_sync_at: None,
+            last_full_sync_at: None,
+            pending_large: false,
+        }
+    }
+}
+
 /// The settings of `config.inc` that scheduling uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -118,6 +146,57 @@ pub fn logged_in(
     })
 }
 
+/// The intervals that apply to a hi folder, by whether its owner is logged
+/// in, and the suffix of their constants' names.
+fn intervals(s: &Settings, logged_in: bool) -> (i64, i64, &'static str) {
+    if logged_in {
+        (s.hi_recent, s.hi_full, "")
+    } else {
+        (s.hi_recent_nl, s.hi_full_nl, "_NL")
+    }
+}
+
+/// When a synced folder's syncs fall due: the instants at or after which a
+/// run takes them (the grace applied to the hi intervals; a lo folder's
+/// full sync at the window it waits for). The one place of the interval
+/// and window rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DueAt {
+    /// The recent sync of a hi folder (lo folders have none).
+    recent: Option<i64>,
+    full: i64,
+}
+
+fn due_at<Tz: TimeZone>(
+    f: &FolderInput,
+    last_full: i64,
+    logged_in: bool,
+    s: &Settings,
+    now: i64,
+    tz: &Tz,
+) -> DueAt {
+    if f.hi {
+        let (recent_int, full_int, _) = intervals(s, logged_in);
+        DueAt {
+            recent: Some(last_recent(f, last_full) + recent_int - s.grace),
+            full: last_full + full_int - s.grace,
+        }
+    } else {
+        let window = window_start(tz, now, s.lo_start);
+        let full = if last_full < window {
+            window
+        } else {
+            window_start(tz, window + 25 * 3600, s.lo_start)
+        };
+        DueAt { recent: None, full }
+    }
+}
+
+/// The last sync that fetched new mail: a full sync counts as one.
+fn last_recent(f: &FolderInput, last_full: i64) -> i64 {
+    f.last_recent_sync_at.unwrap_or(last_full).max(last_full)
+}
+
 /// When the folder is next due (the moment a run at or after it syncs it);
 /// `now` or earlier when it is due already.
 pub fn next_due<Tz: TimeZone>(
@@ -130,22 +209,8 @@ pub fn next_due<Tz: TimeZone>(
     let Some(last_full) = f.last_full_sync_at else {
         return now;
     };
-    if f.hi {
-        let (recent_int, full_int) = if logged_in {
-            (s.hi_recent, s.hi_full)
-        } else {
-            (s.hi_recent_nl, s.hi_full_nl)
-        };
-        let last_recent = f.last_recent_sync_at.unwrap_or(last_full).max(last_full);
-        (last_recent + recent_int - s.grace).min(last_full + full_int - s.grace)
-    } else {
-        let window = window_start(tz, now, s.lo_start);
-        if last_full < window {
-            window
-        } else {
-            window_start(tz, window + 25 * 3600, s.lo_start)
-        }
-    }
+    let at = due_at(f, last_full, logged_in, s, now, tz);
+    at.recent.map_or(at.full, |r| r.min(at.full))
 }
 
 /// The due tasks, in run order (deferred ones last). With `force`, every
@@ -158,20 +223,9 @@ pub fn plan<Tz: TimeZone>(
     tz: &Tz,
     force: bool,
 ) -> Vec<Task> {
-    let window = window_start(tz, now, s.lo_start);
     let mut tasks: Vec<Task> = folders
         .iter()
-        .filter_map(|f| {
-            due(
-                f,
-                logged_in(f.usrid, sessions, s, now),
-                s,
-                now,
-                window,
-                tz,
-                force,
-            )
-        })
+        .filter_map(|f| due(f, logged_in(f.usrid, sessions, s, now), s, now, tz, force))
         .collect();
     tasks.sort_by(|a, b| {
         a.class
@@ -196,7 +250,6 @@ fn due<Tz: TimeZone>(
     logged_in: bool,
     s: &Settings,
     now: i64,
-    window: i64,
     tz: &Tz,
     force: bool,
 ) -> Option<Task> {
@@ -230,18 +283,15 @@ fn due<Tz: TimeZone>(
     if force {
         return task(Kind::Full, Some(now - last_full), format!("{who}: --force"));
     }
-    if f.hi {
-        let (recent_int, full_int, suffix) = if logged_in {
-            (s.hi_recent, s.hi_full, "")
-        } else {
-            (s.hi_recent_nl, s.hi_full_nl, "_NL")
-        };
-        let last_recent = f.last_recent_sync_at.unwrap_or(last_full).max(last_full);
-        let full_due = now - last_full + s.grace >= full_int;
-        let recent_due = now - last_recent + s.grace >= recent_int;
-        let full_over = now - (last_full + full_int);
-        let recent_over = now - (last_recent + recent_int);
-        if full_due {
+    let at = due_at(f, last_full, logged_in, s, now, tz);
+    if let Some(recent_at) = at.recent {
+        let (recent_int, full_int, suffix) = intervals(s, logged_in);
+        let last_recent = last_recent(f, last_full);
+        // Overdue counts from when the interval elapsed, without the grace.
+        let full_over = now - (at.full + s.grace);
+        let recent_over = now - (recent_at + s.grace);
+        let recent_due = now >= recent_at;
+        if now >= at.full {
             return task(
                 Kind::Full,
                 Some(full_over.max(if recent_due { recent_over } else { full_over })),
@@ -263,7 +313,8 @@ fn due<Tz: TimeZone>(
                 ),
             );
         }
-    } else if last_full < window {
+    } else if now >= at.full {
+        let window = at.full;
         return task(
             Kind::Full,
             Some(now - window),

@@ -249,7 +249,7 @@ impl Client {
         tls: &net::Tls,
         timeout: Duration,
     ) -> Result<Client, Error> {
-        let connector = || tls.connector().map_err(Error::Tls);
+        let connector = || tls.connector().map_err(|e| Error::Tls(e.to_string()));
         let peer = format!("{host}:{port}");
         let tcp = net::connect(host, port, timeout).map_err(|e| {
             if net::is_timeout(&e) {

@@ -1,24 +1,31 @@
 //! What can go wrong talking to an IMAP server, in words an administrator
 //! understands, sorted by what the caller should do about it.
 
-use std::fmt;
-
-/// An IMAP failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An IMAP failure. Each says, in one sentence built where the peer and
+/// the command are known, what happened; the variant says what the caller
+/// should do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The server could not be reached (DNS, refused, connect timeout).
+    #[error("{0}")]
     Connect(String),
     /// TLS failed: handshake, certificate, or STARTTLS not offered.
+    #[error("{0}")]
     Tls(String),
     /// The server stopped answering for longer than `BG_IO_TIMEOUT`.
+    #[error("{0}")]
     Timeout(String),
     /// The connection broke (reset, closed, BYE).
+    #[error("{0}")]
     Io(String),
     /// The server sent something we cannot understand; the session is unusable.
+    #[error("{0}")]
     Protocol(String),
-    /// Login refused.
+    /// Login refused, or the account cannot log in as configured.
+    #[error("{0}")]
     Auth(String),
     /// The server refused a command (NO/BAD); the session is still usable.
+    #[error("{0}")]
     Refused(String),
 }
 
@@ -37,19 +44,3 @@ impl Error {
         !matches!(self, Error::Refused(_))
     }
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Connect(m)
-            | Error::Tls(m)
-            | Error::Timeout(m)
-            | Error::Io(m)
-            | Error::Protocol(m)
-            | Error::Auth(m)
-            | Error::Refused(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for Error {}

@@ -9,6 +9,7 @@
 
 mod client;
 mod error;
+mod login;
 /// Public for the property tests (`tests/properties.rs`); the engine itself
 /// reaches it only through [`Client`].
 pub mod parse;
@@ -16,6 +17,7 @@ pub mod utf7;
 
 pub use client::{Capabilities, Client, Done, Fetched, ListEntry, MailboxStatus, Part};
 pub use error::Error;
+pub use login::login;
 pub use parse::Status;
 
 /// Formats UIDs (any order, no duplicates needed) as a compact UID set: `1:5,7,9:12`.

@@ -22,35 +22,35 @@ pub struct Envelope {
     pub message_id: Option<String>,
 }
 
-/// Where the header block ends: (end of the header, start of the body).
-pub fn header_end(raw: &[u8]) -> (usize, usize) {
-    let mut i = 0;
-    while i < raw.len() {
-        // at the start of a line
-        if raw[i..].starts_with(b"\r\n") {
-            return (i, i + 2);
-        }
-        if raw[i] == b'\n' {
-            return (i, i + 1);
-        }
-        match raw[i..].iter().position(|b| *b == b'\n') {
-            Some(p) => i += p + 1,
-            None => return (raw.len(), raw.len()),
-        }
+pub use crate::message::header_end;
+
+/// Why a message cannot be queued, for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(String);
+
+impl From<String> for Refused {
+    fn from(why: String) -> Refused {
+        Refused(why)
     }
-    (raw.len(), raw.len())
+}
+
+impl From<&str> for Refused {
+    fn from(why: &str) -> Refused {
+        Refused(why.to_string())
+    }
 }
 
 /// Checks a message for queueing. The error says what is wrong, for people.
 /// A panic of the header parser on some odd input refuses that message
 /// instead of taking the outbox down with it (a row that crashed every run
 /// would block the queue for good).
-pub fn check(raw: &[u8], account_email: &str) -> Result<Envelope, String> {
+pub fn check(raw: &[u8], account_email: &str) -> Result<Envelope, Refused> {
     std::panic::catch_unwind(|| check_unguarded(raw, account_email))
         .unwrap_or_else(|_| Err("the header cannot be parsed (the parser failed)".into()))
 }
 
-fn check_unguarded(raw: &[u8], account_email: &str) -> Result<Envelope, String> {
+fn check_unguarded(raw: &[u8], account_email: &str) -> Result<Envelope, Refused> {
     if raw.is_empty() {
         return Err("the message is empty".into());
     }
@@ -82,8 +82,8 @@ fn check_unguarded(raw: &[u8], account_email: &str) -> Result<Envelope, String> 
         };
         let Some(list) = list else { continue };
         let field = h.name().to_string();
-        let addrs =
-            addresses(h.value()).map_err(|bad| format!("{field}: '{bad}' is not an address"))?;
+        let addrs = addresses(h.value())
+            .map_err(|BadAddress(bad)| format!("{field}: '{bad}' is not an address"))?;
         if addrs.is_empty() && !is_group_only(h.value()) {
             let text = String::from_utf8_lossy(
                 raw.get(h.offset_start() as usize..h.offset_end() as usize)
@@ -91,7 +91,7 @@ fn check_unguarded(raw: &[u8], account_email: &str) -> Result<Envelope, String> 
             )
             .trim()
             .to_string();
-            return Err(format!("{field}: no address in '{text}'"));
+            return Err(format!("{field}: no address in '{text}'").into());
         }
         list.extend(addrs);
     }
@@ -120,7 +120,7 @@ fn check_unguarded(raw: &[u8], account_email: &str) -> Result<Envelope, String> 
 /// CRLF header is how a value smuggles in a field of its own (`Subject:
 /// hi\nBcc: ...`), while a header of bare LFs throughout is only a message
 /// written on Unix (normalised on the wire).
-fn check_header_lines(header: &[u8]) -> Result<(), String> {
+fn check_header_lines(header: &[u8]) -> Result<(), Refused> {
     let (mut crlf, mut bare_lf) = (false, false);
     for (i, b) in header.iter().enumerate() {
         if *b == 0 {
@@ -158,7 +158,8 @@ fn check_header_lines(header: &[u8]) -> Result<(), String> {
                 "header line {} is not 'Name: value': '{}'",
                 n + 1,
                 shown(line)
-            ));
+            )
+            .into());
         };
         let name = &line[..colon];
         if name.is_empty() || !name.iter().all(|b| (33..=126).contains(b)) {
@@ -166,7 +167,8 @@ fn check_header_lines(header: &[u8]) -> Result<(), String> {
                 "header line {} has a bad field name: '{}'",
                 n + 1,
                 shown(line)
-            ));
+            )
+            .into());
         }
     }
     Ok(())
@@ -184,17 +186,20 @@ fn is_group_only(v: &HeaderValue<'_>) -> bool {
     matches!(v, HeaderValue::Address(Address::Group(_)))
 }
 
-/// The addresses of an address field; Err(the bad one) when one does not parse.
-fn addresses(v: &HeaderValue<'_>) -> Result<Vec<String>, String> {
+/// An address that does not parse, as written.
+struct BadAddress(String);
+
+/// The addresses of an address field, or the first that does not parse.
+fn addresses(v: &HeaderValue<'_>) -> Result<Vec<String>, BadAddress> {
     let mut out = Vec::new();
-    let mut push = |addr: Option<&str>, name: Option<&str>| -> Result<(), String> {
+    let mut push = |addr: Option<&str>, name: Option<&str>| -> Result<(), BadAddress> {
         match addr {
             Some(a) if valid_address(a) => {
                 out.push(a.trim().to_string());
                 Ok(())
             }
-            Some(a) => Err(a.to_string()),
-            None => Err(name.unwrap_or("").to_string()),
+            Some(a) => Err(BadAddress(a.to_string())),
+            None => Err(BadAddress(name.unwrap_or("").to_string())),
         }
     };
     match v {
@@ -210,8 +215,8 @@ fn addresses(v: &HeaderValue<'_>) -> Result<Vec<String>, String> {
                 }
             }
         }
-        HeaderValue::Text(t) => return Err(t.to_string()),
-        HeaderValue::TextList(l) => return Err(l.join(", ")),
+        HeaderValue::Text(t) => return Err(BadAddress(t.to_string())),
+        HeaderValue::TextList(l) => return Err(BadAddress(l.join(", "))),
         _ => {}
     }
     Ok(out)
@@ -367,7 +372,7 @@ mod tests {
         ];
         for (name, raw, want) in cases {
             let err = check(raw, "acct@example.com").expect_err(name);
-            assert!(err.contains(want), "{name}: {err}");
+            assert!(err.to_string().contains(want), "{name}: {err}");
         }
     }
 

@@ -1,5 +1,6 @@
-//! Outgoing mail (SPEC §8): queueing, sending over SMTP with Postfix's retry
-//! policy, and the copy in the Sent folder.
+//! Outgoing mail (SPEC §8): [`queue`] checks and stores a message, [`drain`]
+//! sends what is due over SMTP with Postfix's retry policy and stores the
+//! copy in the Sent folder.
 //!
 //! A message is claimed (`sending`) before it goes out, and the outcome of
 //! each recipient is recorded in one durable transaction right after the
@@ -7,22 +8,22 @@
 //! resend the one message in flight (the next run re-queues it with a
 //! warning). During a run the outbox is polled every few seconds while the
 //! sync goes on, so a long first sync never holds outgoing mail back.
+//! Nothing here prints: the command line does.
 
 pub mod message;
 pub mod policy;
 pub mod sent;
 pub mod smtp;
 
-use crate::cli::OutboxCmd;
 use crate::config::Config;
-use crate::error::{exit, Error, Result};
-use crate::layout::Layout;
+use crate::error::chain;
 use crate::logging::{at_account, THREADING};
-use crate::store::{Account, AttemptRecord, OutboxRow, RcptState, Store};
-use serde_json::json;
-use smtp::Delivery;
+use crate::net::Tls;
+use crate::store::{
+    self, Account, AttemptRecord, Location, OutboxRow, OutboxState, RcptState, SentCopy, Store,
+};
+use policy::{Delivery, Rcpt};
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,59 @@ use std::time::{Duration, Instant};
 /// during a long sync waits at most this long (plus the sending before it).
 /// A poll is one indexed query.
 const POLL: Duration = Duration::from_secs(5);
+
+/// Why `outbox add` queued nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// No such account.
+    #[error("no account {0}")]
+    NoAccount(i64),
+    /// The message cannot be sent as it is.
+    #[error("message refused: {0}")]
+    Refused(#[from] message::Refused),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// Checks a raw RFC 5322 message for `acntid` and queues it; returns its
+/// `emoid`.
+pub fn queue(store: &mut Store, acntid: i64, raw: &[u8], now: i64) -> Result<i64, QueueError> {
+    let account = store
+        .account(acntid)?
+        .ok_or(QueueError::NoAccount(acntid))?;
+    let env = message::check(raw, &account.email)?;
+    Ok(store.queue_message(
+        acntid,
+        raw,
+        &env.mail_from,
+        &env.rcpt_to,
+        env.message_id.as_deref(),
+        now,
+    )?)
+}
+
+/// What a drain needs besides the store.
+pub struct Drain<'a> {
+    pub config: &'a Config,
+    pub tls: &'a Tls,
+    /// The current time: a run can last an hour, and retry times are
+    /// wall-clock times.
+    pub clock: &'a (dyn Fn() -> i64 + Sync),
+    /// No message is started after this.
+    pub deadline: Instant,
+    /// Only these accounts (all when empty).
+    pub only: &'a [i64],
+}
+
+impl Drain<'_> {
+    fn io_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.io_timeout)
+    }
+
+    fn serves(&self, acntid: i64) -> bool {
+        self.only.is_empty() || self.only.contains(&acntid)
+    }
+}
 
 /// Connection failures of one account this run; after two it waits for the
 /// next run.
@@ -53,19 +107,10 @@ impl Health {
 
 /// Drains the outbox now and every `POLL` until the sync is done (then once
 /// more); returns the number of messages that failed (for good or for now).
-/// `clock` gives the current time: a run can last an hour, and retry times
-/// are wall-clock times.
-pub fn drain_during_run(
-    layout: &Layout,
-    config: &Config,
-    clock: &(dyn Fn() -> i64 + Sync),
-    deadline: Instant,
-    sync_done: &AtomicBool,
-    only: &[i64],
-) -> Result<usize> {
-    let mut store = Store::open_unmigrated(&layout.db_path())?;
+pub fn drain(at: &Location, d: &Drain<'_>, sync_done: &AtomicBool) -> store::Result<usize> {
+    let mut store = Store::connect(at)?;
     store.set_durable()?;
-    let interrupted = store.outbox_list(Some("sending"))?;
+    let interrupted = store.outbox_list(Some(OutboxState::Sending))?;
     for row in &interrupted {
         log::warn!(
             "message emoid={} was being sent when a run stopped; it goes out again {}",
@@ -81,13 +126,13 @@ pub fn drain_during_run(
     let mut failed = 0;
     loop {
         let last_round = sync_done.load(Ordering::SeqCst);
-        failed += drain_once(&mut store, config, clock, deadline, &mut health, only)?;
-        copy_to_sent(&mut store, config, clock(), deadline, &mut no_copies, only);
-        if last_round || Instant::now() >= deadline {
+        failed += drain_once(&mut store, d, &mut health)?;
+        copy_to_sent(&mut store, d, &mut no_copies);
+        if last_round || Instant::now() >= d.deadline {
             break;
         }
         // The run unparks this thread when the sync is done.
-        let until = (Instant::now() + POLL).min(deadline);
+        let until = (Instant::now() + POLL).min(d.deadline);
         while !sync_done.load(Ordering::SeqCst) {
             let now = Instant::now();
             if now >= until {
@@ -100,18 +145,12 @@ pub fn drain_during_run(
 }
 
 /// Sends every due message once; returns how many failed.
-fn drain_once(
-    store: &mut Store,
-    config: &Config,
-    clock: &dyn Fn() -> i64,
-    deadline: Instant,
-    health: &mut Health,
-    only: &[i64],
-) -> Result<usize> {
-    let mut due = store.outbox_due(clock())?;
-    due.retain(|r| only.is_empty() || only.contains(&r.acntid));
+fn drain_once(store: &mut Store, d: &Drain<'_>, health: &mut Health) -> store::Result<usize> {
     let mut by_account: Vec<(i64, Vec<OutboxRow>)> = Vec::new();
-    for row in due {
+    for row in store.outbox_due((d.clock)())? {
+        if !d.serves(row.acntid) {
+            continue;
+        }
         match by_account.iter_mut().find(|(a, _)| *a == row.acntid) {
             Some((_, rows)) => rows.push(row),
             None => by_account.push((row.acntid, vec![row])),
@@ -119,115 +158,136 @@ fn drain_once(
     }
     let mut failed = 0;
     for (acntid, rows) in by_account {
-        if !health.usable(acntid) {
-            continue;
+        if health.usable(acntid) {
+            failed += drain_account(store, d, health, acntid, rows)?;
         }
-        let account = store.account(acntid)?;
-        let mut session: Option<smtp::Session> = None;
-        let mut session_error: Option<String> = None;
-        for row in rows {
-            if Instant::now() >= deadline {
-                return Ok(failed);
-            }
-            let now = clock();
-            let Some(account) = account.as_ref().filter(|a| a.active) else {
-                let why = format!("account {acntid} does not exist or is inactive");
-                store.outbox_reject(row.emoid, &why, now)?;
-                log::error!(target: THREADING, "message emoid={} failed: {why} {}", row.emoid, at_account(acntid));
-                failed += 1;
-                continue;
-            };
-            let Some(prepared) = prepare(store, &row, account, now)? else {
-                failed += 1;
-                continue;
-            };
-            let Some(rcpts) = store.outbox_claim(
-                row.emoid,
-                &prepared.mail_from,
-                &prepared.rcpts,
-                &prepared.message_id,
-                now,
-            )?
-            else {
-                continue; // cancelled or taken meanwhile
-            };
-            let pending: Vec<String> = rcpts
-                .iter()
-                .filter(|(_, s, _)| *s == RcptState::Pending)
-                .map(|(a, _, _)| a.clone())
-                .collect();
-            if session.is_none() && session_error.is_none() && !pending.is_empty() {
-                match smtp::connect(
-                    account,
-                    config.tls_ca_file.as_deref(),
-                    Duration::from_secs(config.io_timeout),
-                ) {
-                    Ok(s) => session = Some(s),
-                    Err(e) => {
-                        health.failed(acntid);
-                        session_error = Some(e);
-                    }
-                }
-            }
-            let mut given_up = false;
-            let attempt = match (session.take(), &session_error) {
-                (s, _) if pending.is_empty() => {
-                    session = s;
-                    smtp::Attempt {
-                        rcpts: vec![],
-                        broken: false,
-                    }
-                }
-                // On a helper thread: a server trickling its replies must
-                // not hold the run (the session comes back unless given up).
-                (Some(s), _) => {
-                    let timeout = Duration::from_secs(config.io_timeout);
-                    let (back, attempt) =
-                        s.send_within(&prepared.mail_from, &pending, &prepared.wire, timeout);
-                    given_up = back.is_none();
-                    session = back;
-                    attempt
-                }
-                (None, e) => smtp::Attempt {
-                    rcpts: pending
-                        .iter()
-                        .map(|r| {
-                            (
-                                r.clone(),
-                                Delivery::Temporary(e.clone().unwrap_or_default()),
-                            )
-                        })
-                        .collect(),
-                    broken: false,
-                },
-            };
-            if attempt.broken {
-                session = None;
-                if given_up {
-                    // A server this slow would be as slow on a new
-                    // connection: no reconnect for this account in this run.
-                    health.give_up(acntid);
-                    session_error = Some("the SMTP server answers too slowly".into());
-                } else {
+    }
+    Ok(failed)
+}
+
+/// The SMTP session of one account during a drain: opened for the first
+/// message that needs it, reconnected once after a broken connection.
+struct Link<'a> {
+    account: &'a Account,
+    session: Option<smtp::Session>,
+    /// Why no session can be had in this drain.
+    down: Option<String>,
+}
+
+impl Link<'_> {
+    /// Sends to `pending` (opening the session first if needed).
+    fn send(
+        &mut self,
+        d: &Drain<'_>,
+        health: &mut Health,
+        prepared: &Prepared,
+        pending: &[String],
+    ) -> smtp::Attempt {
+        let acntid = self.account.acntid;
+        if self.session.is_none() && self.down.is_none() {
+            match smtp::connect(self.account, d.tls, d.io_timeout()) {
+                Ok(s) => self.session = Some(s),
+                Err(e) => {
                     health.failed(acntid);
-                    if health.usable(acntid) {
-                        session_error = None; // one reconnect
-                    } else {
-                        session_error = Some("the SMTP server stopped answering".into());
-                    }
+                    self.down = Some(chain(&e));
                 }
             }
-            crate::failpoint::hit("smtp-accepted");
-            let now = clock();
-            let ok = record(store, &row, &rcpts, &attempt, config, now)?;
-            crate::failpoint::hit("sent-recorded");
-            if !ok {
-                failed += 1;
+        }
+        let Some(session) = self.session.take() else {
+            let why = self.down.clone().unwrap_or_default();
+            return smtp::Attempt {
+                rcpts: pending
+                    .iter()
+                    .map(|r| (r.clone(), Delivery::Temporary(why.clone())))
+                    .collect(),
+                broken: false,
+            };
+        };
+        // On a helper thread: a server trickling its replies must not hold
+        // the run (the session comes back unless given up).
+        let (back, attempt) =
+            session.send_within(&prepared.mail_from, pending, &prepared.wire, d.io_timeout());
+        let given_up = back.is_none();
+        self.session = back;
+        if attempt.broken {
+            self.session = None;
+            if given_up {
+                // A server this slow would be as slow on a new connection:
+                // no reconnect for this account in this run.
+                health.give_up(acntid);
+                self.down = Some("the SMTP server answers too slowly".into());
+            } else {
+                health.failed(acntid);
+                self.down = (!health.usable(acntid))
+                    .then(|| "the SMTP server stopped answering".to_string());
             }
         }
-        if let Some(s) = session {
-            s.quit();
+        attempt
+    }
+}
+
+/// Sends an account's due messages; returns how many failed.
+fn drain_account(
+    store: &mut Store,
+    d: &Drain<'_>,
+    health: &mut Health,
+    acntid: i64,
+    rows: Vec<OutboxRow>,
+) -> store::Result<usize> {
+    let account = store.account(acntid)?.filter(|a| a.active);
+    let mut failed = 0;
+    let Some(account) = account else {
+        for row in rows {
+            let why = format!("account {acntid} does not exist or is inactive");
+            store.outbox_reject(row.emoid, &why, (d.clock)())?;
+            log::error!(target: THREADING, "message emoid={} failed: {why} {}", row.emoid, at_account(acntid));
+            failed += 1;
         }
+        return Ok(failed);
+    };
+    let mut link = Link {
+        account: &account,
+        session: None,
+        down: None,
+    };
+    for row in rows {
+        if Instant::now() >= d.deadline {
+            break;
+        }
+        let now = (d.clock)();
+        let Some(prepared) = prepare(store, &row, &account, now)? else {
+            failed += 1;
+            continue;
+        };
+        let Some(rcpts) = store.outbox_claim(
+            row.emoid,
+            &prepared.mail_from,
+            &prepared.rcpts,
+            &prepared.message_id,
+            now,
+        )?
+        else {
+            continue; // cancelled or taken meanwhile
+        };
+        let pending: Vec<String> = rcpts
+            .iter()
+            .filter(|(_, s, _)| *s == RcptState::Pending)
+            .map(|(a, _, _)| a.clone())
+            .collect();
+        let attempt = if pending.is_empty() {
+            smtp::Attempt::default()
+        } else {
+            link.send(d, health, &prepared, &pending)
+        };
+        crate::failpoint::hit("smtp-accepted");
+        let ok = record(store, &row, &rcpts, &attempt, d.config, (d.clock)())?;
+        crate::failpoint::hit("sent-recorded");
+        if !ok {
+            failed += 1;
+        }
+    }
+    if let Some(s) = link.session {
+        s.quit();
     }
     Ok(failed)
 }
@@ -248,18 +308,30 @@ fn prepare(
     row: &OutboxRow,
     account: &Account,
     now: i64,
-) -> Result<Option<Prepared>> {
-    let reject = |store: &mut Store, why: String| -> Result<Option<Prepared>> {
-        log::error!(target: THREADING, "message emoid={} refused: {why} {}", row.emoid, at_account(row.acntid));
-        store.outbox_reject(row.emoid, &why, now)?;
-        Ok(None)
-    };
+) -> store::Result<Option<Prepared>> {
+    match envelope(store, row, account, now)? {
+        Ok(prepared) => Ok(Some(prepared)),
+        Err(why) => {
+            log::error!(target: THREADING, "message emoid={} refused: {why} {}", row.emoid, at_account(row.acntid));
+            store.outbox_reject(row.emoid, &why.to_string(), now)?;
+            Ok(None)
+        }
+    }
+}
+
+/// The message's envelope and wire bytes, or why it cannot be sent.
+fn envelope(
+    store: &Store,
+    row: &OutboxRow,
+    account: &Account,
+    now: i64,
+) -> store::Result<Result<Prepared, message::Refused>> {
     let Some(raw) = store.outbox_raw(row.emoid)? else {
-        return reject(store, "the message is empty".into());
+        return Ok(Err("the message is empty".into()));
     };
     let env = match message::check(&raw, &account.email) {
         Ok(env) => env,
-        Err(why) => return reject(store, why),
+        Err(why) => return Ok(Err(why)),
     };
     let mail_from = row
         .mail_from
@@ -267,7 +339,9 @@ fn prepare(
         .filter(|m| !m.trim().is_empty())
         .unwrap_or(env.mail_from.clone());
     if !message::valid_address(&mail_from) {
-        return reject(store, format!("mail_from '{mail_from}' is not an address"));
+        return Ok(Err(
+            format!("mail_from '{mail_from}' is not an address").into()
+        ));
     }
     let rcpts: Vec<String> = match row.rcpt_to.as_deref().filter(|r| !r.trim().is_empty()) {
         Some(list) => list
@@ -278,10 +352,10 @@ fn prepare(
         None => env.rcpt_to.clone(),
     };
     if let Some(bad) = rcpts.iter().find(|r| !message::valid_address(r)) {
-        return reject(store, format!("rcpt_to '{bad}' is not an address"));
+        return Ok(Err(format!("rcpt_to '{bad}' is not an address").into()));
     }
     if rcpts.is_empty() {
-        return reject(store, "no recipient".into());
+        return Ok(Err("no recipient".into()));
     }
     let created_at = row.created_at.unwrap_or(now);
     let message_id = env
@@ -291,7 +365,7 @@ fn prepare(
         .unwrap_or_else(|| message::made_message_id(row.emoid, created_at, &mail_from));
     let add_id = env.message_id.is_none().then_some(message_id.as_str());
     let wire = message::wire(&raw, add_id, true);
-    Ok(Some(Prepared {
+    Ok(Ok(Prepared {
         mail_from,
         rcpts,
         message_id,
@@ -304,85 +378,25 @@ fn prepare(
 fn record(
     store: &mut Store,
     row: &OutboxRow,
-    before: &[(String, RcptState, Option<String>)],
+    before: &[Rcpt],
     attempt: &smtp::Attempt,
     config: &Config,
     now: i64,
-) -> Result<bool> {
-    let outcome = |addr: &str| {
-        attempt
-            .rcpts
-            .iter()
-            .find(|(a, _)| a == addr)
-            .map(|(_, d)| d)
-    };
-    // Each recipient after this attempt: (address, state, reply).
-    let mut after: Vec<(String, RcptState, Option<String>)> = Vec::new();
-    let mut changes: Vec<(String, RcptState, Option<String>)> = Vec::new();
-    let mut rejected_now = false;
-    let mut temporary: Vec<(String, String)> = Vec::new();
-    for (addr, state, reply) in before {
-        let (state, reply) = match outcome(addr) {
-            Some(Delivery::Accepted) => (RcptState::Sent, None),
-            Some(Delivery::Permanent(r)) => {
-                rejected_now = true;
-                (RcptState::Failed, Some(r.clone()))
-            }
-            Some(Delivery::Temporary(r)) => {
-                temporary.push((addr.clone(), r.clone()));
-                (RcptState::Pending, Some(r.clone()))
-            }
-            None => {
-                after.push((addr.clone(), *state, reply.clone()));
-                continue;
-            }
-        };
-        changes.push((addr.clone(), state, reply.clone()));
-        after.push((addr.clone(), state, reply));
-    }
+) -> store::Result<bool> {
     let attempted = !attempt.rcpts.is_empty();
-    let attempts = row.attempts + attempted as i64;
+    let retry = policy::Retry {
+        min: config.outbox_retry_min,
+        max: config.outbox_retry_max,
+        lifetime: config.outbox_lifetime,
+    };
     let created_at = row.created_at.unwrap_or(now);
-    let states: Vec<RcptState> = after.iter().map(|(_, s, _)| *s).collect();
-    let decided = policy::after_attempt(
-        &states,
-        attempts,
-        created_at,
-        now,
-        config.outbox_retry_min,
-        config.outbox_retry_max,
-        config.outbox_lifetime,
-    );
-    if decided.expire_pending {
-        let why = format!(
-            "still failing after {} s (EMAIL_OUTBOX_LIFETIME {}): {}",
-            now - created_at,
-            config.outbox_lifetime,
-            temporary
-                .last()
-                .map(|(_, r)| r.as_str())
-                .or_else(|| after.iter().rev().find_map(|(_, s, r)| {
-                    (*s == RcptState::Pending).then_some(r.as_deref()).flatten()
-                }))
-                .unwrap_or("no reply")
-        );
-        for (addr, state, reply) in after.iter_mut() {
-            if *state == RcptState::Pending {
-                *state = RcptState::Failed;
-                *reply = Some(why.clone());
-                changes.retain(|(a, _, _)| a != addr);
-                changes.push((addr.clone(), RcptState::Failed, Some(why.clone())));
-            }
-        }
-        rejected_now = true;
-        temporary.clear();
-    }
-    let last_error = last_error(&after, &temporary);
+    let attempts = row.attempts + attempted as i64;
+    let o = policy::outcome(before, &attempt.rcpts, attempts, created_at, now, retry);
     let rec = AttemptRecord {
-        rcpts: changes,
-        state: decided.state,
-        next_attempt_at: decided.next_attempt_at,
-        last_error: last_error.clone(),
+        rcpts: o.changes,
+        state: o.after.state,
+        next_attempt_at: o.after.next_attempt_at,
+        last_error: o.last_error.clone(),
         attempted,
     };
     store.outbox_record(row.emoid, &rec, now)?;
@@ -391,73 +405,28 @@ fn record(
         .iter()
         .filter(|(_, d)| *d == Delivery::Accepted)
         .count();
-    let at = at_account(row.acntid);
-    let ok = !rejected_now && temporary.is_empty();
-    match decided.state {
-        "sent" if last_error.is_none() => {
-            log::info!(
-                "sent message emoid={} to {delivered} recipients {at}",
-                row.emoid
-            );
+    let (emoid, at) = (row.emoid, at_account(row.acntid));
+    let error = o.last_error.unwrap_or_default();
+    match o.after.state {
+        OutboxState::Sent if error.is_empty() => {
+            log::info!("sent message emoid={emoid} to {delivered} recipients {at}");
         }
-        "sent" => {
-            log::info!(
-                "sent message emoid={} to {delivered} recipients; {} {at}",
-                row.emoid,
-                last_error.unwrap_or_default()
-            );
+        OutboxState::Sent => {
+            log::info!("sent message emoid={emoid} to {delivered} recipients; {error} {at}");
         }
-        "queued" => {
-            let next = decided.next_attempt_at.unwrap_or(now);
+        OutboxState::Queued => {
+            let next = o.after.next_attempt_at.unwrap_or(now);
             log::info!(
-                "message emoid={} not sent yet ({}), {delivered} delivered now; next attempt in {} s {at}",
-                row.emoid,
-                last_error.unwrap_or_default(),
+                "message emoid={emoid} not sent yet ({error}), {delivered} delivered now; next attempt in {} s {at}",
                 next - now
             );
         }
         _ => {
-            log::error!(
-                target: THREADING,
-                "message emoid={} failed: {} {at}",
-                row.emoid,
-                last_error.unwrap_or_default()
-            );
+            log::error!(target: THREADING, "message emoid={emoid} failed: {error} {at}");
             return Ok(false);
         }
     }
-    Ok(ok)
-}
-
-/// `last_error` of a message: every recipient rejected for good (so far,
-/// not only in this attempt) with the server's reply, then this attempt's
-/// temporary failures (the reply once when several recipients got the same,
-/// as when the server could not be reached). None when nothing went wrong.
-fn last_error(
-    rcpts: &[(String, RcptState, Option<String>)],
-    temporary: &[(String, String)],
-) -> Option<String> {
-    let rejected: Vec<String> = rcpts
-        .iter()
-        .filter(|(_, s, _)| *s == RcptState::Failed)
-        .map(|(a, _, r)| format!("{a}: {}", r.as_deref().unwrap_or("rejected")))
-        .collect();
-    let mut parts = Vec::new();
-    if !rejected.is_empty() {
-        parts.push(format!("rejected: {}", rejected.join("; ")));
-    }
-    if let Some((_, first)) = temporary.first() {
-        if temporary.len() > 1 && temporary.iter().all(|(_, r)| r == first) {
-            parts.push(format!(
-                "temporary: {first} ({} recipients)",
-                temporary.len()
-            ));
-        } else {
-            let each: Vec<String> = temporary.iter().map(|(a, r)| format!("{a}: {r}")).collect();
-            parts.push(format!("temporary: {}", each.join("; ")));
-        }
-    }
-    (!parts.is_empty()).then(|| parts.join(" | "))
+    Ok(!o.failed)
 }
 
 /// APPENDs the copies of accepted messages to their accounts' Sent folders.
@@ -465,48 +434,42 @@ fn last_error(
 /// for a later run; the message is never sent again for it. An account whose
 /// IMAP server failed is not tried again in this run (`skip`): a wrong
 /// password must not cost a failed login at every poll.
-fn copy_to_sent(
-    store: &mut Store,
-    config: &Config,
-    now: i64,
-    deadline: Instant,
-    skip: &mut HashSet<i64>,
-    only: &[i64],
-) {
+fn copy_to_sent(store: &mut Store, d: &Drain<'_>, skip: &mut HashSet<i64>) {
     let accounts = match store.accounts_with_sent_copies() {
         Ok(a) => a,
         Err(e) => {
-            log::warn!("Sent copies: {e}");
+            log::warn!("Sent copies: {}", chain(&e));
             return;
         }
     };
+    let now = (d.clock)();
     for acntid in accounts {
-        if Instant::now() >= deadline {
+        if Instant::now() >= d.deadline {
             return;
         }
-        if skip.contains(&acntid) || !(only.is_empty() || only.contains(&acntid)) {
+        if skip.contains(&acntid) || !d.serves(acntid) {
             continue;
         }
-        if let Err(e) = copy_account(store, config, acntid, now) {
+        if let Err(e) = copy_account(store, d, acntid, now) {
+            let why = chain(&e);
             skip.insert(acntid);
             log::warn!(
-                "Sent copies wait for a later run: {e} {}",
+                "Sent copies wait for a later run: {why} {}",
                 at_account(acntid)
             );
-            let why = e.to_string();
             let recorded = store.sent_copies_pending(acntid).and_then(|rows| {
                 rows.iter()
-                    .try_for_each(|r| copy_failed(store, r, &why, config, now))
+                    .try_for_each(|r| copy_failed(store, r, &why, d.config, now))
             });
             if let Err(e) = recorded {
-                log::warn!("Sent copies: {e} {}", at_account(acntid));
+                log::warn!("Sent copies: {} {}", chain(&e), at_account(acntid));
             }
         }
     }
 }
 
-/// Records a failed Sent copy: still `pending` for a later run, until
-/// `EMAIL_OUTBOX_LIFETIME` after the sending; then `failed` (a copy the IMAP
+/// Records a failed Sent copy: still pending for a later run, until
+/// `EMAIL_OUTBOX_LIFETIME` after the sending; then failed (a copy the IMAP
 /// server refuses for days, say for its size, is not uploaded for ever).
 fn copy_failed(
     store: &mut Store,
@@ -514,7 +477,7 @@ fn copy_failed(
     why: &str,
     config: &Config,
     now: i64,
-) -> Result<()> {
+) -> store::Result<()> {
     let expired = row
         .sent_at
         .is_some_and(|t| now - t >= config.outbox_lifetime);
@@ -526,30 +489,38 @@ fn copy_failed(
             config.outbox_lifetime,
             at_account(row.acntid)
         );
-        store.set_sent_copy(row.emoid, "failed", Some(why), now)
+        store.set_sent_copy(row.emoid, SentCopy::Failed, Some(why), now)
     } else {
-        store.set_sent_copy(row.emoid, "pending", Some(why), now)
+        store.set_sent_copy(row.emoid, SentCopy::Pending, Some(why), now)
     }
 }
 
-fn copy_account(store: &mut Store, config: &Config, acntid: i64, now: i64) -> Result<()> {
+/// Why the Sent copies of an account wait for a later run.
+#[derive(Debug, thiserror::Error)]
+enum CopyError {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Imap(#[from] crate::imap::Error),
+}
+
+/// Stores the account's pending Sent copies over one IMAP session. An
+/// error that ends the session (or stops it from starting) is returned,
+/// for the copies still pending.
+fn copy_account(store: &mut Store, d: &Drain<'_>, acntid: i64, now: i64) -> Result<(), CopyError> {
     let Some(account) = store.account(acntid)? else {
-        return store.no_sent_copies(acntid, "the account no longer exists", now);
+        return Ok(store.no_sent_copies(acntid, "the account no longer exists", now)?);
     };
     if account
         .imap_host
         .as_deref()
         .is_none_or(|h| h.trim().is_empty())
     {
-        return store.no_sent_copies(acntid, "the account has no IMAP server", now);
+        return Ok(store.no_sent_copies(acntid, "the account has no IMAP server", now)?);
     }
     let rows = store.sent_copies_pending(acntid)?;
-    let tls = crate::net::Tls::new(config.tls_ca_file.as_deref()).map_err(Error::Other)?;
-    let (mut client, _) =
-        crate::sync::discover::connect(&account, &tls, Duration::from_secs(config.io_timeout))
-            .map_err(|e| Error::Other(e.to_string()))?;
-    let folder =
-        sent::sent_folder(&mut client, store, acntid).map_err(|e| Error::Other(e.to_string()))?;
+    let (mut client, _) = crate::imap::login(&account, d.tls, d.io_timeout())?;
+    let folder = sent::sent_folder(&mut client, store, acntid)?;
     for r in rows {
         let Some(raw) = store.outbox_raw(r.emoid)? else {
             continue;
@@ -558,14 +529,14 @@ fn copy_account(store: &mut Store, config: &Config, acntid: i64, now: i64) -> Re
             .ok()
             .and_then(|e| e.message_id);
         let Some(id) = own_id.clone().or(r.message_id.clone()) else {
-            store.set_sent_copy(r.emoid, "none", Some("no Message-ID"), now)?;
+            store.set_sent_copy(r.emoid, SentCopy::None, Some("no Message-ID"), now)?;
             continue;
         };
         let wire = message::wire(&raw, own_id.is_none().then_some(id.as_str()), false);
         match sent::store_copy(&mut client, &folder, &id, &wire) {
             Ok(appended) => {
                 crate::failpoint::hit("appended");
-                store.set_sent_copy(r.emoid, "done", None, now)?;
+                store.set_sent_copy(r.emoid, SentCopy::Done, None, now)?;
                 log::debug!(
                     "message emoid={}: {} in Sent {}",
                     r.emoid,
@@ -578,200 +549,13 @@ fn copy_account(store: &mut Store, config: &Config, acntid: i64, now: i64) -> Re
                 );
             }
             Err(e) => {
-                copy_failed(store, &r, &e.to_string(), config, now)?;
+                copy_failed(store, &r, &chain(&e), d.config, now)?;
                 if e.breaks_session() {
-                    return Err(Error::Other(e.to_string()));
+                    return Err(e.into());
                 }
             }
         }
     }
     client.logout();
     Ok(())
-}
-
-/// `engine outbox ...`
-pub fn command(layout: &Layout, cmd: OutboxCmd, now: i64) -> Result<i32> {
-    layout.ensure_dirs()?;
-    let mut store = Store::open(&layout.db_path())?;
-    match cmd {
-        OutboxCmd::Add { account, file } => {
-            let raw = if file == "-" {
-                let mut buf = Vec::new();
-                std::io::stdin().read_to_end(&mut buf).map_err(|e| {
-                    Error::Input(format!("cannot read the message from stdin: {e}"))
-                })?;
-                buf
-            } else {
-                std::fs::read(&file)
-                    .map_err(|e| Error::Input(format!("cannot read {file}: {e}")))?
-            };
-            let acct = store
-                .account(account)?
-                .ok_or_else(|| Error::Input(format!("no account {account}")))?;
-            let env = message::check(&raw, &acct.email)
-                .map_err(|why| Error::Input(format!("message refused: {why}")))?;
-            let emoid = store.queue_message(
-                account,
-                &raw,
-                &env.mail_from,
-                &env.rcpt_to,
-                env.message_id.as_deref(),
-                now,
-            )?;
-            println!("{emoid}");
-            Ok(exit::OK)
-        }
-        OutboxCmd::List {
-            state,
-            json: as_json,
-        } => {
-            if let Some(s) = &state {
-                if !["queued", "sending", "sent", "failed", "cancelled"].contains(&s.as_str()) {
-                    return Err(Error::Usage(format!(
-                        "--state must be queued, sending, sent, failed or cancelled, got '{s}'"
-                    )));
-                }
-            }
-            let rows = store.outbox_list(state.as_deref())?;
-            if as_json {
-                let v: Vec<_> = rows
-                    .iter()
-                    .map(|r| {
-                        json!({
-                            "emoid": r.emoid, "acntid": r.acntid, "mail_from": r.mail_from,
-                            "rcpt_to": r.rcpt_to, "state": r.state, "attempts": r.attempts,
-                            "next_attempt_at": r.next_attempt_at, "last_error": r.last_error,
-                            "created_at": r.created_at, "sent_at": r.sent_at,
-                            "message_id": r.message_id, "sent_copy": r.sent_copy,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::Value::Array(v));
-            } else {
-                for r in &rows {
-                    println!(
-                        "{:>6} {:>5} {:<9} attempts {:<3} {} -> {}{}",
-                        r.emoid,
-                        r.acntid,
-                        r.state,
-                        r.attempts,
-                        r.mail_from.as_deref().unwrap_or("-"),
-                        r.rcpt_to.as_deref().unwrap_or("-"),
-                        r.last_error
-                            .as_deref()
-                            .map(|e| format!("\n       {e}"))
-                            .unwrap_or_default()
-                    );
-                }
-            }
-            Ok(exit::OK)
-        }
-        OutboxCmd::Retry { emoid } => {
-            if !store.outbox_retry(emoid, now)? {
-                return Err(Error::Input(format!(
-                    "message {emoid} is not failed or queued"
-                )));
-            }
-            Ok(exit::OK)
-        }
-        OutboxCmd::Cancel { emoid } => {
-            if !store.outbox_cancel(emoid)? {
-                return Err(Error::Input(format!("message {emoid} is not queued")));
-            }
-            Ok(exit::OK)
-        }
-    }
-}
-
-/// `engine account test`: log in to IMAP and SMTP and report capabilities.
-pub fn test_account(a: &Account, config: &Config) -> Result<i32> {
-    let timeout = Duration::from_secs(config.io_timeout);
-    let mut ok = true;
-    let tls = crate::net::Tls::new(config.tls_ca_file.as_deref()).map_err(Error::Other)?;
-    match crate::sync::discover::connect(a, &tls, timeout) {
-        Ok((client, _)) => {
-            println!(
-                "imap: ok ({}), capabilities: {}",
-                client.peer(),
-                client.caps().sorted().join(" ")
-            );
-            client.logout();
-        }
-        Err(e) => {
-            ok = false;
-            println!("imap: FAILED: {e}");
-        }
-    }
-    if a.smtp_host.as_deref().is_some_and(|h| !h.trim().is_empty()) {
-        match smtp::connect(a, config.tls_ca_file.as_deref(), timeout) {
-            Ok(s) => {
-                println!("smtp: ok ({}), {}", s.peer(), s.describe());
-                s.quit();
-            }
-            Err(e) => {
-                ok = false;
-                println!("smtp: FAILED: {e}");
-            }
-        }
-    } else {
-        println!("smtp: no smtp_host configured");
-    }
-    Ok(if ok { exit::OK } else { exit::FAILURE })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn r(addr: &str, state: RcptState, reply: Option<&str>) -> (String, RcptState, Option<String>) {
-        (addr.into(), state, reply.map(str::to_string))
-    }
-
-    fn t(addr: &str, reply: &str) -> (String, String) {
-        (addr.into(), reply.into())
-    }
-
-    #[test]
-    fn last_error_table() {
-        use RcptState::*;
-        let cases: Vec<(&str, Vec<_>, Vec<_>, Option<&str>)> = vec![
-            ("all_sent", vec![r("a@x", Sent, None)], vec![], None),
-            (
-                "earlier_rejection_stays_named",
-                vec![
-                    r("a@x", Sent, None),
-                    r("c@x", Failed, Some("550 no such user")),
-                ],
-                vec![],
-                Some("rejected: c@x: 550 no such user"),
-            ),
-            (
-                "one_temporary_names_its_address",
-                vec![r("a@x", Sent, None), r("b@x", Pending, Some("451 busy"))],
-                vec![t("b@x", "451 busy")],
-                Some("temporary: b@x: 451 busy"),
-            ),
-            (
-                "same_temporary_reply_for_all_once",
-                vec![r("a@x", Pending, None), r("b@x", Pending, None)],
-                vec![t("a@x", "cannot connect"), t("b@x", "cannot connect")],
-                Some("temporary: cannot connect (2 recipients)"),
-            ),
-            (
-                "different_temporary_replies_each",
-                vec![r("a@x", Pending, None), r("b@x", Pending, None)],
-                vec![t("a@x", "451 a"), t("b@x", "452 b")],
-                Some("temporary: a@x: 451 a; b@x: 452 b"),
-            ),
-            (
-                "rejected_and_temporary",
-                vec![r("b@x", Pending, None), r("c@x", Failed, Some("550 no"))],
-                vec![t("b@x", "451 busy")],
-                Some("rejected: c@x: 550 no | temporary: b@x: 451 busy"),
-            ),
-        ];
-        for (name, rcpts, temporary, want) in cases {
-            assert_eq!(last_error(&rcpts, &temporary).as_deref(), want, "{name}");
-        }
-    }
 }

@@ -10,30 +10,19 @@
 //! accepts TCP and then says nothing costs that, not forever. The abandoned
 //! thread ends when the server closes, at the latest when the process exits.
 
-use crate::net::Security;
+use super::policy::Delivery;
+use crate::net::{Security, Tls};
 use crate::store::Account;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
-use std::path::Path;
 use std::str::FromStr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The outcome for one recipient.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// 2xx: the server took the message for this recipient.
-    Accepted,
-    /// 4xx or a network error: try again later.
-    Temporary(String),
-    /// 5xx: never.
-    Permanent(String),
-}
-
 /// One attempt at one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attempt {
     pub rcpts: Vec<(String, Delivery)>,
     /// The connection is unusable (network error, timeout).
@@ -70,18 +59,28 @@ pub struct Session {
     give_up_at: Option<Instant>,
 }
 
-fn pem_certs(path: &Path) -> Result<Vec<Certificate>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("BG_TLS_CA_FILE {}: {e}", path.display()))?;
-    let text = String::from_utf8_lossy(&pem);
-    let mut out = Vec::new();
-    for block in text.split_inclusive("-----END CERTIFICATE-----") {
-        if let Some(start) = block.find("-----BEGIN CERTIFICATE-----") {
-            let cert = Certificate::from_pem(&block.as_bytes()[start..])
-                .map_err(|e| format!("BG_TLS_CA_FILE {}: {e}", path.display()))?;
-            out.push(cert);
-        }
-    }
-    Ok(out)
+/// Why no session could be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The account's SMTP settings cannot work (no host, a bad port).
+    #[error("{0}")]
+    Settings(String),
+    /// The server could not be reached, or stopped answering.
+    #[error("cannot connect to {peer}: {why}")]
+    Connect { peer: String, why: String },
+    /// TLS could not be set up, or the server would not do it.
+    #[error("{peer}: {why}")]
+    Tls { peer: String, why: String },
+    /// The server refused the login.
+    #[error("{peer}: login as {login} refused: {why}")]
+    Auth {
+        peer: String,
+        login: String,
+        why: String,
+    },
+    /// No helper thread could be started.
+    #[error("cannot start a thread")]
+    Thread(#[source] std::io::Error),
 }
 
 /// What an error says, for people (and `last_error`). lettre's own words
@@ -125,41 +124,44 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
 
 /// Connects, secures (implicit TLS or STARTTLS, never a silent downgrade)
 /// and authenticates.
-pub fn connect(
-    account: &Account,
-    ca_file: Option<&Path>,
-    timeout: Duration,
-) -> Result<Session, String> {
+pub fn connect(account: &Account, trust: &Tls, timeout: Duration) -> Result<Session, Error> {
     let security = Security::from_str(&account.smtp_security)
-        .map_err(|e| format!("account {}: smtp_security: {e}", account.acntid))?;
+        .map_err(|e| Error::Settings(format!("account {}: smtp_security: {e}", account.acntid)))?;
     let host = account
         .smtp_host
         .as_deref()
         .map(str::trim)
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("account {} has no smtp_host", account.acntid))?
+        .ok_or_else(|| Error::Settings(format!("account {} has no smtp_host", account.acntid)))?
         .to_string();
     let port = match account.smtp_port {
         None => security.default_smtp_port(),
-        Some(p) => u16::try_from(p)
-            .map_err(|_| format!("account {}: bad smtp_port {p}", account.acntid))?,
+        Some(p) => u16::try_from(p).map_err(|_| {
+            Error::Settings(format!("account {}: bad smtp_port {p}", account.acntid))
+        })?,
     };
     let peer = format!("{host}:{port}");
+    let tls_error = |why: String| Error::Tls {
+        peer: peer.clone(),
+        why,
+    };
     let mut builder = TlsParameters::builder(host.clone());
-    if let Some(ca) = ca_file {
-        for cert in pem_certs(ca)? {
-            builder = builder.add_root_certificate(cert);
-        }
+    for der in trust.extra_cas_der() {
+        let cert =
+            Certificate::from_der(der).map_err(|e| tls_error(format!("BG_TLS_CA_FILE: {e}")))?;
+        builder = builder.add_root_certificate(cert);
     }
     let tls = builder
         .build_native()
-        .map_err(|e| format!("{peer}: cannot set up TLS: {e}"))?;
+        .map_err(|e| tls_error(format!("cannot set up TLS: {e}")))?;
     let hello = ClientId::default();
 
     let (tx, rx) = mpsc::channel();
     let implicit = security == Security::Tls;
-    let addrs = crate::net::resolve(&host, port, timeout)
-        .map_err(|e| format!("cannot connect to {peer}: {e}"))?;
+    let addrs = crate::net::resolve(&host, port, timeout).map_err(|e| Error::Connect {
+        peer: peer.clone(),
+        why: e.to_string(),
+    })?;
     let login = account.smtp_login().to_string();
     let password = account.smtp_password.clone().filter(|p| !p.is_empty());
     let setup = SessionSetup {
@@ -181,7 +183,7 @@ pub fn connect(
         .spawn(move || {
             let _ = tx.send(setup.open());
         })
-        .map_err(|e| format!("cannot start a thread: {e}"))?;
+        .map_err(Error::Thread)?;
     // A silent server costs one timeout either way (lettre's per-read
     // timeout; with implicit TLS, whose handshake lettre leaves unbounded,
     // this limit). With STARTTLS a server that trickles is given two.
@@ -194,10 +196,13 @@ pub fn connect(
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(e),
         Err(_) => {
-            return Err(format!(
-                "cannot connect to {peer}: no answer within {} s (connect, greeting, TLS handshake or login; timed out)",
-                limit.as_secs()
-            ))
+            return Err(Error::Connect {
+                peer,
+                why: format!(
+                    "no answer within {} s (connect, greeting, TLS handshake or login; timed out)",
+                    limit.as_secs()
+                ),
+            })
         }
     };
     Ok(Session {
@@ -223,7 +228,7 @@ struct SessionSetup {
 impl SessionSetup {
     /// Connects, reads the greeting, says EHLO, upgrades with STARTTLS and
     /// logs in, as the security and the password ask.
-    fn open(self) -> Result<SmtpConnection, String> {
+    fn open(self) -> Result<SmtpConnection, Error> {
         let (tls, hello, peer, login) = (&self.tls, &self.hello, &self.peer, &self.login);
         let mut conn = SmtpConnection::connect(
             &self.addrs[..],
@@ -232,16 +237,22 @@ impl SessionSetup {
             self.implicit.then_some(tls),
             None,
         )
-        .map_err(|e| format!("cannot connect to {peer}: {}", describe(&e)))?;
+        .map_err(|e| Error::Connect {
+            peer: peer.clone(),
+            why: describe(&e),
+        })?;
         if self.security == Security::StartTls {
             if !conn.can_starttls() {
                 conn.abort();
-                return Err(format!(
-                    "{peer}: the server does not offer STARTTLS; refusing to send without TLS"
-                ));
+                return Err(Error::Tls {
+                    peer: peer.clone(),
+                    why: "the server does not offer STARTTLS; refusing to send without TLS".into(),
+                });
             }
-            conn.starttls(tls, hello)
-                .map_err(|e| format!("{peer}: STARTTLS failed: {}", describe(&e)))?;
+            conn.starttls(tls, hello).map_err(|e| Error::Tls {
+                peer: peer.clone(),
+                why: format!("STARTTLS failed: {}", describe(&e)),
+            })?;
         }
         if let Some(password) = self.password.clone() {
             let offers_auth = conn.server_info().supports_auth_mechanism(Mechanism::Plain)
@@ -249,7 +260,11 @@ impl SessionSetup {
             if offers_auth {
                 let creds = Credentials::new(login.clone(), password);
                 conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
-                    .map_err(|e| format!("{peer}: login as {login} refused: {}", describe(&e)))?;
+                    .map_err(|e| Error::Auth {
+                        peer: peer.clone(),
+                        login: login.clone(),
+                        why: describe(&e),
+                    })?;
             } else {
                 log::debug!("{peer} offers no AUTH: sending without logging in");
             }

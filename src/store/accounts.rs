@@ -1,7 +1,7 @@
 //! `email_accounts`: the IMAP/SMTP accounts to serve.
 
-use super::Store;
-use crate::error::{Context, Result};
+use super::error::{Context, Result};
+use super::{OutboxState, Store};
 use rusqlite::{params, OptionalExtension, Row};
 
 /// One account as stored. Ports and logins may be NULL when the web app
@@ -181,9 +181,14 @@ impl Store {
             tx.execute("DELETE FROM email_folders WHERE acntid = ?", [acntid])
                 .context("delete the account's folders")?;
             tx.execute(
-                "UPDATE email_outbox SET state = 'cancelled', \
-                 last_error = 'account removed' WHERE acntid = ? AND state IN ('queued', 'sending')",
-                [acntid],
+                "UPDATE email_outbox SET state = ?1, last_error = 'account removed' \
+                 WHERE acntid = ?2 AND state IN (?3, ?4)",
+                params![
+                    OutboxState::Cancelled.as_str(),
+                    acntid,
+                    OutboxState::Queued.as_str(),
+                    OutboxState::Sending.as_str()
+                ],
             )
             .context("cancel the account's outgoing mail")?;
             Ok(n > 0)

@@ -1,7 +1,7 @@
 //! `email_folders`: the folders of each account, their sync progress and times.
 
+use super::error::{Context, Result};
 use super::Store;
-use crate::error::{Context, Error, Result};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 /// One folder as stored, with the sync state the engine keeps.
@@ -31,6 +31,25 @@ pub struct Folder {
     pub last_error: Option<String>,
     /// Some message is stored header-only (`partial = 1`) and waits for its body.
     pub has_partial: bool,
+}
+
+/// A folder's priority as `folder priority` sets it (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Synced on the hi intervals, like the Inbox.
+    Hi,
+    /// Synced once a day, in the evening window.
+    Lo,
+}
+
+impl Priority {
+    /// `hi` or `lo`, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Hi => "hi",
+            Priority::Lo => "lo",
+        }
+    }
 }
 
 impl Folder {
@@ -236,17 +255,12 @@ impl Store {
     }
 
     /// Sets a folder's priority (`folder priority`). False when unknown.
-    pub fn set_folder_priority(&mut self, emfdid: i64, priority: &str) -> Result<bool> {
-        if priority != "hi" && priority != "lo" {
-            return Err(Error::Usage(format!(
-                "priority must be hi or lo, got '{priority}'"
-            )));
-        }
+    pub fn set_folder_priority(&mut self, emfdid: i64, priority: Priority) -> Result<bool> {
         self.write(|tx| {
             let n = tx
                 .execute(
                     "UPDATE email_folders SET priority = ? WHERE emfdid = ?",
-                    params![priority, emfdid],
+                    params![priority.as_str(), emfdid],
                 )
                 .context(format!("set the priority of folder {emfdid}"))?;
             Ok(n > 0)

@@ -1,9 +1,9 @@
 //! `email_messages`: the stored mail, and the batched operations a folder sync
 //! commits (rows and the folder's progress in one transaction).
 
+use super::error::{Context, Result};
 use super::folders::{apply_patch, FolderPatch};
 use super::Store;
-use crate::error::{Context, Result};
 use crate::message::Summary;
 use rusqlite::{params, OptionalExtension};
 
@@ -15,7 +15,7 @@ fn blob_placeholder(len: usize) -> Result<rusqlite::blob::ZeroBlob> {
     i32::try_from(len)
         .map(|l| rusqlite::blob::ZeroBlob(l as u64))
         .map_err(|_| {
-            crate::error::Error::Store(format!("a message of {len} bytes is too large to store"))
+            super::Error::Unusable(format!("a message of {len} bytes is too large to store"))
         })
 }
 
@@ -289,16 +289,5 @@ impl Store {
             .and_then(|rows| rows.collect())
             .context(format!("read the partial messages of folder {emfdid}"))?;
         Ok(rows)
-    }
-
-    /// Number of stored messages of a folder (all generations).
-    pub fn message_count(&self, emfdid: i64) -> Result<i64> {
-        self.conn()
-            .query_row(
-                "SELECT COUNT(*) FROM email_messages WHERE emfdid = ?",
-                [emfdid],
-                |r| r.get(0),
-            )
-            .context(format!("count the messages of folder {emfdid}"))
     }
 }

@@ -7,39 +7,33 @@
 //! always bound as parameters, never formatted into SQL.
 
 mod accounts;
+mod error;
 mod folders;
 mod messages;
 mod outbox;
 mod schema;
 mod sessions;
+mod wal;
 
 pub use accounts::{Account, NewAccount};
-pub use folders::{Discovered, Folder, FolderPatch};
+pub use error::{Error, Result};
+pub use folders::{Discovered, Folder, FolderPatch, Priority};
 pub use messages::{Applied, NewMessage, OldRow, Op};
-pub use outbox::{AttemptRecord, OutboxRow, RcptState};
+pub use outbox::{AttemptRecord, OutboxRow, OutboxState, RcptState, SentCopy};
 pub use sessions::Session;
+pub use wal::Bulk;
 
-use crate::error::{Context, Error, Result};
 use crate::layout::restrict_file;
+use error::Context;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a statement waits for another writer (the web app, a second
 /// engine command) before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Above this size the WAL is folded back into the database at the end of a
-/// run (and truncated to it after a checkpoint).
-const WAL_LIMIT: u64 = 16 << 20;
-
-/// Past this (about one batch) the checkpointer thread folds the WAL back
-/// during the run, while the worker fetches the next batch: the copying
-/// and the fsyncs overlap the network instead of following it. A run that
-/// writes less leaves its frames for a later run.
-const WAL_BACKGROUND: u64 = 4 << 20;
 
 /// Largest WAL kept after a checkpoint (a little over the auto-checkpoint
 /// size of 4096 pages).
@@ -48,6 +42,25 @@ const WAL_KEEP: u64 = 80 << 20;
 /// Page size of a newly created database: large messages are stored as
 /// overflow chains, and bigger pages make those chains shorter.
 const PAGE_SIZE: u32 = 16384;
+
+/// Where the database is. Every connection of a run is opened from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    path: PathBuf,
+}
+
+impl Location {
+    /// The SQLite file at `path` (`data/engine.sqlite` of the install).
+    pub fn sqlite(path: PathBuf) -> Location {
+        Location { path }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path.display())
+    }
+}
 
 /// One connection to the database.
 #[derive(Debug)]
@@ -64,29 +77,37 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database, sets WAL and applies pending
-    /// migrations.
-    pub fn open(path: &Path) -> Result<Store> {
-        let store = Store::open_unmigrated(path)?;
+    /// Opens (creating if needed) the database and applies pending
+    /// migrations: what every command does first.
+    pub fn open(at: &Location) -> Result<Store> {
+        let store = Store::connect(at)?;
         store.migrate()?;
         Ok(store)
     }
 
     /// Opens without migrating: for the extra connections of a run, opened
     /// after the main one migrated.
-    pub fn open_unmigrated(path: &Path) -> Result<Store> {
+    pub fn connect(at: &Location) -> Result<Store> {
+        Store::connect_path(&at.path)
+    }
+
+    fn connect_path(path: &Path) -> Result<Store> {
+        let open_error = |source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| open_error(path, e))?;
+        .map_err(open_error)?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .context("set the busy timeout")?;
         let fresh: i64 = conn
             .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .map_err(|e| open_error(path, e))?;
+            .map_err(open_error)?;
         if fresh == 0 {
             conn.pragma_update(None, "page_size", PAGE_SIZE)
                 .context("set the page size")?;
@@ -95,7 +116,7 @@ impl Store {
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
             .context(format!("set WAL mode on {}", path.display()))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::Store(format!(
+            return Err(Error::Unusable(format!(
                 "{}: cannot switch to WAL mode (got {mode})",
                 path.display()
             )));
@@ -107,7 +128,7 @@ impl Store {
         conn.pragma_update(None, "wal_autocheckpoint", 4096)
             .context("set wal_autocheckpoint")?;
         // Closing must not checkpoint (and fsync) on every small run: the WAL
-        // is folded back when it has grown (`checkpoint_if_large`, and
+        // is folded back when it has grown (the end of a bulk write, and
         // SQLite's auto-checkpoint during large writes).
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
@@ -132,11 +153,6 @@ impl Store {
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Why writes are refused for the rest of this connection's life: a
     /// write waited the whole busy timeout for another program's lock.
     pub fn locked_out(&self) -> Option<&str> {
@@ -144,7 +160,7 @@ impl Store {
     }
 
     /// Applies the migrations the database has not seen, idempotently.
-    pub fn migrate(&self) -> Result<()> {
+    fn migrate(&self) -> Result<()> {
         let target = schema::MIGRATIONS.len() as i64;
         let current: i64 = self
             .conn
@@ -160,7 +176,7 @@ impl Store {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .context("read the schema version")?;
         if current > target {
-            return Err(Error::Store(format!(
+            return Err(Error::Unusable(format!(
                 "{}: schema version {current} is newer than this engine knows ({target}); upgrade the engine",
                 self.path.display()
             )));
@@ -189,12 +205,9 @@ impl Store {
     /// request stuck in a transaction) would otherwise cost every later
     /// write of the run the same wait: after the first such failure, writes
     /// fail at once ([`Store::locked_out`]) and the run stops.
-    pub fn write<T>(
-        &mut self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
-    ) -> Result<T> {
+    fn write<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
         if let Some(why) = &self.locked_out {
-            return Err(Error::Store(why.clone()));
+            return Err(Error::LockedOut(why.clone()));
         }
         let tx = match self
             .conn
@@ -209,137 +222,13 @@ impl Store {
                     BUSY_TIMEOUT.as_secs()
                 );
                 self.locked_out = Some(why.clone());
-                return Err(Error::Store(why));
+                return Err(Error::LockedOut(why));
             }
-            Err(e) => return Err(Error::Store(format!("begin a write transaction: {e}"))),
+            Err(e) => return Err(e).context("begin a write transaction"),
         };
         let out = f(&tx)?;
         tx.commit().context("commit")?;
         Ok(out)
-    }
-
-    /// At the end of a run: folds the WAL back into the database when it has
-    /// grown past `WAL_LIMIT`; a small one waits for the next run (no fsync
-    /// for a run that changed little).
-    pub fn checkpoint_if_large(&self) -> Result<()> {
-        // What the WAL holds, as the last commit saw it; else the file's
-        // size (which does not shrink when the WAL starts over).
-        let holds = match &self.wal_bytes {
-            Some(b) => b.load(Ordering::Relaxed),
-            None => self.wal_size(),
-        };
-        if holds > WAL_LIMIT {
-            self.checkpoint()?;
-        }
-        Ok(())
-    }
-
-    /// Sets this connection up as the run's only bulk writer: a page cache
-    /// that holds a whole batch (no spilling mid-transaction) and no
-    /// checkpoints of its own (a checkpointer thread does them meanwhile).
-    /// After a commit that leaves more than `WAL_BACKGROUND` bytes in the WAL,
-    /// `nudge` is called (a run that changes little never checkpoints
-    /// meanwhile); when the WAL holds more than
-    /// `wal_max` bytes the writer checkpoints itself (RESTART), which bounds
-    /// the WAL should the checkpointer fall behind.
-    pub fn set_bulk_writer(
-        &mut self,
-        wal_max: u64,
-        mut nudge: impl FnMut() + Send + 'static,
-    ) -> Result<()> {
-        self.conn
-            .pragma_update(None, "cache_size", -8192)
-            .context("set cache_size")?;
-        let page: i64 = self
-            .conn
-            .query_row("PRAGMA page_size", [], |r| r.get(0))
-            .context("read the page size")?;
-        let page = page.max(512) as u64;
-        let max_pages = (wal_max / page).min(i32::MAX as u64) as i32;
-        let wal_bytes = Arc::new(AtomicU64::new(0));
-        let seen = wal_bytes.clone();
-        let written = Arc::new(AtomicU64::new(0));
-        let adds = written.clone();
-        // What the WAL held after the previous commit (none before the
-        // first: what earlier runs left is not this run's).
-        let mut last: Option<u64> = None;
-        // The hook replaces SQLite's own auto-checkpoint.
-        self.conn
-            .wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: i32| {
-                let bytes = pages.max(0) as u64 * page;
-                seen.store(bytes, Ordering::Relaxed);
-                if let Some(before) = last {
-                    // A WAL that shrank has started over from its beginning.
-                    let grew = bytes.checked_sub(before).unwrap_or(bytes);
-                    adds.fetch_add(grew, Ordering::Relaxed);
-                }
-                last = Some(bytes);
-                if pages > max_pages {
-                    // Busy when the checkpointer is at it: the next commit
-                    // tries again. A failed checkpoint never fails the commit.
-                    let _ = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::RESTART);
-                } else if bytes > WAL_BACKGROUND {
-                    nudge();
-                }
-                Ok(())
-            }))
-            .context("install the WAL hook")?;
-        self.wal_bytes = Some(wal_bytes);
-        self.written = Some(written);
-        Ok(())
-    }
-
-    /// Whether the end of the run lets a background checkpoint under way
-    /// finish rather than cut it short: after a quiet run (bulk writes under
-    /// a batch), so that quiet runs fold back what busier ones left; and
-    /// after a large one (over `WAL_LIMIT`), whose end folds the WAL back
-    /// anyway and would only redo the work cut short. A new-mail run in
-    /// between ends at once: the next run folds its frames back while it
-    /// waits on its servers.
-    pub fn end_waits_for_checkpoint(&self) -> bool {
-        let written = self
-            .written
-            .as_ref()
-            .map_or(0, |w| w.load(Ordering::Relaxed));
-        written <= WAL_BACKGROUND || written > WAL_LIMIT
-    }
-
-    /// Removes the WAL hook of `set_bulk_writer` (and what it holds); the
-    /// WAL size it last saw is still used by `checkpoint_if_large`.
-    pub fn clear_hooks(&mut self) -> Result<()> {
-        self.conn
-            .wal_hook(None::<fn(&mut rusqlite::hooks::Wal, i32) -> rusqlite::Result<()>>)
-            .context("remove the WAL hook")
-    }
-
-    /// The size of the WAL file now.
-    pub fn wal_size(&self) -> u64 {
-        let mut wal = self.path.as_os_str().to_owned();
-        wal.push("-wal");
-        std::fs::metadata(Path::new(&wal))
-            .map(|m| m.len())
-            .unwrap_or(0)
-    }
-
-    /// Copies what it can from the WAL into the database without blocking
-    /// the writer (`PASSIVE`).
-    pub fn checkpoint_passive(&self) -> Result<()> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            .context("checkpoint the WAL")
-    }
-
-    /// A handle that cuts short what this connection is doing, from another
-    /// thread.
-    pub fn interrupt_handle(&self) -> rusqlite::InterruptHandle {
-        self.conn.get_interrupt_handle()
-    }
-
-    /// Folds the WAL back into the database and truncates it.
-    pub fn checkpoint(&self) -> Result<()> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .context("checkpoint the WAL")
     }
 
     /// `PRAGMA integrity_check`: "ok" when the file is sound.
@@ -349,22 +238,8 @@ impl Store {
             .context("integrity check")
     }
 
-    pub(crate) fn conn(&self) -> &Connection {
+    fn conn(&self) -> &Connection {
         &self.conn
-    }
-}
-
-/// A database that cannot be opened because of its directory or file
-/// permissions is a layout problem (exit 73); anything else (not a
-/// database, corrupt) is a store error.
-fn open_error(path: &Path, e: rusqlite::Error) -> Error {
-    use rusqlite::ErrorCode;
-    let message = format!("cannot open {}: {e}", path.display());
-    match e.sqlite_error_code() {
-        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
-            Error::Layout(message)
-        }
-        _ => Error::Store(message),
     }
 }
 
@@ -372,14 +247,18 @@ fn open_error(path: &Path, e: rusqlite::Error) -> Error {
 mod tests {
     use super::*;
 
+    fn at(path: &Path) -> Location {
+        Location::sqlite(path.to_path_buf())
+    }
+
     #[test]
     fn migrations_are_idempotent_and_set_wal() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let path = tmp.path().join("engine.sqlite");
-        let store = Store::open(&path).expect("open");
+        let store = Store::open(&at(&path)).expect("open");
         store.migrate().expect("again");
         drop(store);
-        let store = Store::open(&path).expect("reopen");
+        let store = Store::open(&at(&path)).expect("reopen");
         let version: i64 = store
             .conn()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -408,7 +287,7 @@ mod tests {
             )
             .expect("web app schema");
         }
-        let store = Store::open(&path).expect("open adopts the tables");
+        let store = Store::open(&at(&path)).expect("open adopts the tables");
         let (last_uid, backfill): (i64, Option<i64>) = store
             .conn()
             .query_row(
@@ -433,14 +312,14 @@ mod tests {
             .expect("count");
         assert_eq!(n, 1);
         drop(store);
-        Store::open(&path).expect("reopen");
+        Store::open(&at(&path)).expect("reopen");
     }
 
     #[test]
     fn a_lock_held_past_the_busy_timeout_refuses_later_writes_at_once() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let path = tmp.path().join("engine.sqlite");
-        let mut store = Store::open(&path).expect("open");
+        let mut store = Store::open(&at(&path)).expect("open");
         store
             .conn
             .busy_timeout(Duration::from_millis(50))
@@ -459,7 +338,7 @@ mod tests {
         let again = store.touch_session(1, 100).expect_err("still refused");
         assert_eq!(again.to_string(), err.to_string());
         // The next run's connection writes.
-        let mut next = Store::open(&path).expect("reopen");
+        let mut next = Store::open(&at(&path)).expect("reopen");
         next.touch_session(1, 100).expect("next run writes");
         assert!(next.locked_out().is_none());
     }
@@ -468,20 +347,20 @@ mod tests {
     fn newer_schema_is_refused() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let path = tmp.path().join("engine.sqlite");
-        let store = Store::open(&path).expect("open");
+        let store = Store::open(&at(&path)).expect("open");
         store
             .conn()
             .pragma_update(None, "user_version", 999)
             .expect("bump");
         drop(store);
-        let err = Store::open(&path).expect_err("must refuse");
+        let err = Store::open(&at(&path)).expect_err("must refuse");
         assert!(err.to_string().contains("newer"), "{err}");
     }
 
     #[test]
     fn required_columns_exist() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&tmp.path().join("db")).expect("open");
+        let store = Store::open(&at(&tmp.path().join("db"))).expect("open");
         let required: &[(&str, &[&str])] = &[
             ("user_sessions", &["usrid", "last_activity_at"]),
             (

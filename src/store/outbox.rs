@@ -2,8 +2,8 @@
 //! application (or `engine outbox add`), its recipients' outcomes, and the
 //! copy for the Sent folder.
 
+use super::error::{Context, Result};
 use super::Store;
-use crate::error::{Context, Result};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -71,6 +71,54 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
     })
 }
 
+/// A message's state (`email_outbox.state`, SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxState {
+    /// Waiting to go out (again): due at `next_attempt_at`.
+    Queued,
+    /// Claimed by a run that is sending it.
+    Sending,
+    /// Accepted for every recipient that could have it.
+    Sent,
+    /// Given up: rejected, or still failing past the lifetime.
+    Failed,
+    /// Cancelled before it went out.
+    Cancelled,
+}
+
+impl OutboxState {
+    /// Every state, in the order `status` names them.
+    pub const ALL: [OutboxState; 5] = [
+        OutboxState::Queued,
+        OutboxState::Sending,
+        OutboxState::Sent,
+        OutboxState::Failed,
+        OutboxState::Cancelled,
+    ];
+
+    /// The state as the table holds it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Queued => "queued",
+            OutboxState::Sending => "sending",
+            OutboxState::Sent => "sent",
+            OutboxState::Failed => "failed",
+            OutboxState::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state a text of the table names, if any.
+    pub fn parse(s: &str) -> Option<OutboxState> {
+        OutboxState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for OutboxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A recipient's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RcptState {
@@ -99,13 +147,39 @@ impl RcptState {
     }
 }
 
+/// The copy of a sent message in the account's Sent folder
+/// (`email_outbox.sent_copy`; NULL until the message is accepted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentCopy {
+    /// Still to be stored (after an error too, until the lifetime ends).
+    Pending,
+    /// Stored, or the server had one already.
+    Done,
+    /// Nowhere to store it (no IMAP server, no Message-ID).
+    None,
+    /// Given up after `EMAIL_OUTBOX_LIFETIME`.
+    Failed,
+}
+
+impl SentCopy {
+    /// The value as the table holds it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SentCopy::Pending => "pending",
+            SentCopy::Done => "done",
+            SentCopy::None => "none",
+            SentCopy::Failed => "failed",
+        }
+    }
+}
+
 /// The end of one attempt, written in one durable transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptRecord {
     /// Recipients whose state changed, with the server's reply.
     pub rcpts: Vec<(String, RcptState, Option<String>)>,
-    /// `queued`, `sent` or `failed`.
-    pub state: &'static str,
+    /// `Queued`, `Sent` or `Failed`.
+    pub state: OutboxState,
     pub next_attempt_at: Option<i64>,
     pub last_error: Option<String>,
     /// Count this as an attempt (a transmission was tried).
@@ -134,8 +208,17 @@ impl Store {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO email_outbox (acntid, raw, mail_from, rcpt_to, state, attempts, \
-                 next_attempt_at, created_at, message_id) VALUES (?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
-                params![acntid, raw, mail_from, rcpts.join(","), now, now, message_id],
+                 next_attempt_at, created_at, message_id) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                params![
+                    acntid,
+                    raw,
+                    mail_from,
+                    rcpts.join(","),
+                    OutboxState::Queued.as_str(),
+                    now,
+                    now,
+                    message_id
+                ],
             )
             .context("queue the message")?;
             let emoid = tx.last_insert_rowid();
@@ -144,20 +227,8 @@ impl Store {
         })
     }
 
-    /// One outgoing message (without its bytes).
-    pub fn outbox_row(&self, emoid: i64) -> Result<Option<OutboxRow>> {
-        self.conn()
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM email_outbox WHERE emoid = ?"),
-                [emoid],
-                from_row,
-            )
-            .optional()
-            .context(format!("read outgoing message {emoid}"))
-    }
-
     /// Outgoing messages, optionally of one state, oldest first.
-    pub fn outbox_list(&self, state: Option<&str>) -> Result<Vec<OutboxRow>> {
+    pub fn outbox_list(&self, state: Option<OutboxState>) -> Result<Vec<OutboxRow>> {
         let mut stmt = self
             .conn()
             .prepare(&format!(
@@ -165,23 +236,34 @@ impl Store {
             ))
             .context("list the outbox")?;
         let rows = stmt
-            .query_map([state], from_row)
+            .query_map([state.map(OutboxState::as_str)], from_row)
             .and_then(|rows| rows.collect())
             .context("list the outbox")?;
         Ok(rows)
     }
 
-    /// Number of outgoing messages by state.
-    pub fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
+    /// Number of outgoing messages in each state (states the engine does
+    /// not know are not counted).
+    pub fn outbox_counts(&self) -> Result<Vec<(OutboxState, i64)>> {
         let mut stmt = self
             .conn()
-            .prepare("SELECT state, COUNT(*) FROM email_outbox GROUP BY state ORDER BY state")
+            .prepare("SELECT state, COUNT(*) FROM email_outbox GROUP BY state")
             .context("count the outbox")?;
-        let rows = stmt
+        let rows: Vec<(Option<String>, i64)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(|rows| rows.collect())
             .context("count the outbox")?;
-        Ok(rows)
+        Ok(OutboxState::ALL
+            .into_iter()
+            .map(|st| {
+                let n = rows
+                    .iter()
+                    .filter(|(s, _)| s.as_deref() == Some(st.as_str()))
+                    .map(|(_, n)| n)
+                    .sum();
+                (st, n)
+            })
+            .collect())
     }
 
     /// The bytes of a message as queued. The web app may have stored them
@@ -211,14 +293,14 @@ impl Store {
         let mut stmt = self
             .conn()
             .prepare(&format!(
-                "SELECT {COLUMNS} FROM email_outbox WHERE (state = 'queued' OR state IS NULL) \
-                 AND (next_attempt_at IS NULL OR next_attempt_at <= ? \
+                "SELECT {COLUMNS} FROM email_outbox WHERE (state = ?1 OR state IS NULL) \
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= ?2 \
                       OR typeof(next_attempt_at) NOT IN ('integer', 'real')) \
                  ORDER BY emoid"
             ))
             .context("read the due outbox")?;
         let rows = stmt
-            .query_map([now], from_row)
+            .query_map(params![OutboxState::Queued.as_str(), now], from_row)
             .and_then(|rows| rows.collect())
             .context("read the due outbox")?;
         Ok(rows)
@@ -229,12 +311,15 @@ impl Store {
     pub fn requeue_sending(&mut self) -> Result<Vec<i64>> {
         self.write(|tx| {
             let ids: Vec<i64> = tx
-                .prepare("SELECT emoid FROM email_outbox WHERE state = 'sending'")
-                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .prepare("SELECT emoid FROM email_outbox WHERE state = ?")
+                .and_then(|mut s| {
+                    s.query_map([OutboxState::Sending.as_str()], |r| r.get(0))?
+                        .collect()
+                })
                 .context("find interrupted sends")?;
             tx.execute(
-                "UPDATE email_outbox SET state = 'queued' WHERE state = 'sending'",
-                [],
+                "UPDATE email_outbox SET state = ?1 WHERE state = ?2",
+                [OutboxState::Queued.as_str(), OutboxState::Sending.as_str()],
             )
             .context("re-queue interrupted sends")?;
             Ok(ids)
@@ -245,9 +330,16 @@ impl Store {
     pub fn outbox_reject(&mut self, emoid: i64, reason: &str, now: i64) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE email_outbox SET state = 'failed', last_error = ?, \
-                 created_at = COALESCE(created_at, ?) WHERE emoid = ? AND state IN ('queued', 'sending')",
-                params![reason, now, emoid],
+                "UPDATE email_outbox SET state = ?1, last_error = ?2, \
+                 created_at = COALESCE(created_at, ?3) WHERE emoid = ?4 AND state IN (?5, ?6)",
+                params![
+                    OutboxState::Failed.as_str(),
+                    reason,
+                    now,
+                    emoid,
+                    OutboxState::Queued.as_str(),
+                    OutboxState::Sending.as_str()
+                ],
             )
             .context(format!("fail outgoing message {emoid}"))?;
             Ok(())
@@ -280,14 +372,22 @@ impl Store {
         let claimed = self.write(|tx| {
             let n = tx
                 .execute(
-                    "UPDATE email_outbox SET state = 'sending', claimed_at = ?, \
-                     mail_from = COALESCE(NULLIF(mail_from, ''), ?), \
-                     rcpt_to = COALESCE(NULLIF(rcpt_to, ''), ?), \
-                     message_id = COALESCE(message_id, ?), \
-                     created_at = CASE WHEN typeof(created_at) = 'integer' THEN created_at ELSE ? END, \
+                    "UPDATE email_outbox SET state = ?1, claimed_at = ?2, \
+                     mail_from = COALESCE(NULLIF(mail_from, ''), ?3), \
+                     rcpt_to = COALESCE(NULLIF(rcpt_to, ''), ?4), \
+                     message_id = COALESCE(message_id, ?5), \
+                     created_at = CASE WHEN typeof(created_at) = 'integer' THEN created_at ELSE ?2 END, \
                      attempts = COALESCE(attempts, 0) \
-                     WHERE emoid = ? AND (state = 'queued' OR state IS NULL)",
-                    params![now, mail_from, rcpts.join(","), message_id, now, emoid],
+                     WHERE emoid = ?6 AND (state = ?7 OR state IS NULL)",
+                    params![
+                        OutboxState::Sending.as_str(),
+                        now,
+                        mail_from,
+                        rcpts.join(","),
+                        message_id,
+                        emoid,
+                        OutboxState::Queued.as_str()
+                    ],
                 )
                 .context(format!("claim outgoing message {emoid}"))?;
             if n == 0 {
@@ -318,20 +418,20 @@ impl Store {
                 )
                 .context(format!("record recipient {addr} of message {emoid}"))?;
             }
-            let sent = rec.state == "sent";
+            let sent = rec.state == OutboxState::Sent;
             tx.execute(
-                "UPDATE email_outbox SET state = ?, next_attempt_at = ?, last_error = ?, \
-                 attempts = attempts + ?, sent_at = CASE WHEN ? THEN ? ELSE sent_at END, \
-                 sent_copy = CASE WHEN ? AND sent_copy IS NULL THEN 'pending' ELSE sent_copy END \
-                 WHERE emoid = ?",
+                "UPDATE email_outbox SET state = ?1, next_attempt_at = ?2, last_error = ?3, \
+                 attempts = attempts + ?4, sent_at = CASE WHEN ?5 THEN ?6 ELSE sent_at END, \
+                 sent_copy = CASE WHEN ?5 AND sent_copy IS NULL THEN ?7 ELSE sent_copy END \
+                 WHERE emoid = ?8",
                 params![
-                    rec.state,
+                    rec.state.as_str(),
                     rec.next_attempt_at,
                     rec.last_error,
                     rec.attempted as i64,
                     sent,
                     now,
-                    sent,
+                    SentCopy::Pending.as_str(),
                     emoid
                 ],
             )
@@ -345,11 +445,11 @@ impl Store {
         let mut stmt = self
             .conn()
             .prepare(&format!(
-                "SELECT {COLUMNS} FROM email_outbox WHERE acntid = ? AND sent_copy = 'pending' ORDER BY emoid"
+                "SELECT {COLUMNS} FROM email_outbox WHERE acntid = ? AND sent_copy = ? ORDER BY emoid"
             ))
             .context("read pending Sent copies")?;
         let rows = stmt
-            .query_map([acntid], from_row)
+            .query_map(params![acntid, SentCopy::Pending.as_str()], from_row)
             .and_then(|rows| rows.collect())
             .context("read pending Sent copies")?;
         Ok(rows)
@@ -359,28 +459,27 @@ impl Store {
     pub fn accounts_with_sent_copies(&self) -> Result<Vec<i64>> {
         let mut stmt = self
             .conn()
-            .prepare("SELECT DISTINCT acntid FROM email_outbox WHERE sent_copy = 'pending'")
+            .prepare("SELECT DISTINCT acntid FROM email_outbox WHERE sent_copy = ?")
             .context("read pending Sent copies")?;
         let rows = stmt
-            .query_map([], |r| r.get(0))
+            .query_map([SentCopy::Pending.as_str()], |r| r.get(0))
             .and_then(|rows| rows.collect())
             .context("read pending Sent copies")?;
         Ok(rows)
     }
 
-    /// Records the Sent copy's outcome: `done`, `none` (nowhere to put it),
-    /// still `pending` with an error, or `failed` (given up).
+    /// Records the Sent copy's outcome.
     pub fn set_sent_copy(
         &mut self,
         emoid: i64,
-        state: &str,
+        state: SentCopy,
         error: Option<&str>,
         now: i64,
     ) -> Result<()> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE email_outbox SET sent_copy = ?, sent_copy_error = ?, sent_copy_at = ? WHERE emoid = ?",
-                params![state, error, now, emoid],
+                params![state.as_str(), error, now, emoid],
             )
             .context(format!("record the Sent copy of message {emoid}"))?;
             Ok(())
@@ -392,9 +491,15 @@ impl Store {
     pub fn no_sent_copies(&mut self, acntid: i64, why: &str, now: i64) -> Result<()> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE email_outbox SET sent_copy = 'none', sent_copy_error = ?, sent_copy_at = ? \
-                 WHERE acntid = ? AND sent_copy = 'pending'",
-                params![why, now, acntid],
+                "UPDATE email_outbox SET sent_copy = ?, sent_copy_error = ?, sent_copy_at = ? \
+                 WHERE acntid = ? AND sent_copy = ?",
+                params![
+                    SentCopy::None.as_str(),
+                    why,
+                    now,
+                    acntid,
+                    SentCopy::Pending.as_str()
+                ],
             )
             .context(format!("record the Sent copies of account {acntid}"))?;
             Ok(())
@@ -408,15 +513,24 @@ impl Store {
         self.write(|tx| {
             let n = tx
                 .execute(
-                    "UPDATE email_outbox SET state = 'queued', next_attempt_at = ? \
-                     WHERE emoid = ? AND state IN ('failed', 'queued')",
-                    params![now, emoid],
+                    "UPDATE email_outbox SET state = ?1, next_attempt_at = ?2 \
+                     WHERE emoid = ?3 AND state IN (?4, ?1)",
+                    params![
+                        OutboxState::Queued.as_str(),
+                        now,
+                        emoid,
+                        OutboxState::Failed.as_str()
+                    ],
                 )
                 .context(format!("retry message {emoid}"))?;
             if n == 1 {
                 tx.execute(
-                    "UPDATE email_outbox_rcpts SET state = 'pending' WHERE emoid = ? AND state = 'failed'",
-                    [emoid],
+                    "UPDATE email_outbox_rcpts SET state = ? WHERE emoid = ? AND state = ?",
+                    params![
+                        RcptState::Pending.as_str(),
+                        emoid,
+                        RcptState::Failed.as_str()
+                    ],
                 )
                 .context(format!("retry the recipients of message {emoid}"))?;
             }
@@ -429,8 +543,12 @@ impl Store {
         self.write(|tx| {
             let n = tx
                 .execute(
-                    "UPDATE email_outbox SET state = 'cancelled' WHERE emoid = ? AND state = 'queued'",
-                    [emoid],
+                    "UPDATE email_outbox SET state = ? WHERE emoid = ? AND state = ?",
+                    params![
+                        OutboxState::Cancelled.as_str(),
+                        emoid,
+                        OutboxState::Queued.as_str()
+                    ],
                 )
                 .context(format!("cancel message {emoid}"))?;
             Ok(n == 1)
@@ -441,8 +559,8 @@ impl Store {
 fn insert_rcpts(tx: &rusqlite::Transaction<'_>, emoid: i64, rcpts: &[String]) -> Result<()> {
     for addr in rcpts {
         tx.execute(
-            "INSERT OR IGNORE INTO email_outbox_rcpts (emoid, addr, state) VALUES (?, ?, 'pending')",
-            params![emoid, addr],
+            "INSERT OR IGNORE INTO email_outbox_rcpts (emoid, addr, state) VALUES (?, ?, ?)",
+            params![emoid, addr, RcptState::Pending.as_str()],
         )
         .context(format!("add recipient {addr} of message {emoid}"))?;
     }

@@ -12,7 +12,7 @@
 //! unique keys its upserts rely on. Both compare with the tables as
 //! migration 1 would create them, built in a scratch in-memory database.
 
-use crate::error::{Context, Error, Result};
+use super::error::{Context, Error, Result};
 use rusqlite::Connection;
 
 /// The migrations, the first one at index 0 (it makes version 1).
@@ -205,7 +205,7 @@ pub(super) fn adopt_tables(c: &Connection) -> Result<()> {
                 continue;
             }
             if col.pk > 0 {
-                return Err(Error::Store(format!(
+                return Err(Error::Unusable(format!(
                     "table {table} exists without its key column {}: the engine cannot use it",
                     col.name
                 )));

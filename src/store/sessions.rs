@@ -1,7 +1,7 @@
 //! `user_sessions`: when each web-app user was last active.
 
+use super::error::{Context, Result};
 use super::Store;
-use crate::error::{Context, Result};
 
 /// One user's last activity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

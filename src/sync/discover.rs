@@ -1,50 +1,9 @@
-//! Logging in to an account and discovering its folders with LIST
-//! (special-use attributes and statuses in the same round trip where the
-//! server offers them).
+//! Discovering an account's folders with LIST (special-use attributes and
+//! statuses in the same round trip where the server offers them).
 
 use crate::imap::{self, utf7, Client, MailboxStatus};
-use crate::net::Security;
-use crate::store::{Account, Discovered};
+use crate::store::Discovered;
 use std::collections::HashMap;
-use std::time::Duration;
-
-/// Connects to the account's IMAP server and logs in; enables QRESYNC when
-/// offered. Returns the session and whether QRESYNC is on.
-pub fn connect(
-    account: &Account,
-    tls: &crate::net::Tls,
-    timeout: Duration,
-) -> Result<(Client, bool), imap::Error> {
-    let security: Security = account.imap_security.parse().map_err(|e: String| {
-        imap::Error::Auth(format!("account {}: imap_security: {e}", account.acntid))
-    })?;
-    let Some(host) = account
-        .imap_host
-        .as_deref()
-        .filter(|h| !h.trim().is_empty())
-    else {
-        return Err(imap::Error::Auth(format!(
-            "account {} has no imap_host",
-            account.acntid
-        )));
-    };
-    let port = match account.imap_port {
-        None => security.default_imap_port(),
-        Some(p) => u16::try_from(p).map_err(|_| {
-            imap::Error::Auth(format!("account {}: bad imap_port {p}", account.acntid))
-        })?,
-    };
-    let Some(password) = account.imap_password.as_deref() else {
-        return Err(imap::Error::Auth(format!(
-            "account {} has no IMAP password",
-            account.acntid
-        )));
-    };
-    let mut client = Client::connect(host.trim(), port, security, tls, timeout)?;
-    client.login(account.imap_login(), password)?;
-    let qresync = client.enable("QRESYNC")?;
-    Ok((client, qresync))
-}
 
 /// What LIST found: the selectable folders and, when the server sent them,
 /// their statuses by wire name.

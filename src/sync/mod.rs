@@ -1,46 +1,25 @@
 //! The sync of one folder (SPEC §7): read the server into plain data,
-//! decide with the pure functions of [`plan`], commit through the writer.
+//! let [`plan`] decide the steps, carry them out through the writer.
 //!
-//! Order of work in a task: new mail above `last_uid` first (ascending), then
-//! the newest-first backfill of a first sync (or of a new UIDVALIDITY
-//! generation), then, for a full sync, flags and expunges. Every batch's rows
-//! and the folder's progress go in one transaction, so a killed run resumes
-//! where it stopped. Read-only throughout: EXAMINE and BODY.PEEK.
+//! A task reads EXAMINE and the UID indexes it needs, plans, then runs the
+//! steps: each fetches a batch (whole messages, and headers of the ones
+//! above the size limit) and commits its rows with the folder's progress in
+//! one transaction, so a killed run resumes where it stopped. No step
+//! starts past the run's deadline. A full sync then compares flags and
+//! expunges the same way: read, decide ([`plan::changes`]), commit.
+//! Read-only throughout: EXAMINE and BODY.PEEK.
 
 pub mod discover;
 pub mod plan;
 
-use crate::error::Error as StoreError;
 use crate::imap::{self, uid_set, Client, Fetched, MailboxStatus};
 use crate::message::summarize;
 use crate::schedule::Kind;
-use crate::store::{Folder, FolderPatch, NewMessage, Op, Store};
+use crate::store::{self, Folder, FolderPatch, NewMessage, Op, Store};
 use crate::writer::{Pending, Writer};
-use plan::{Batch, Decision, Indexed, Sized};
+use plan::{Batch, Decision, Examined, Gone, Indexed, Limits, Read, Reconcile, ServerFlags};
 use std::collections::HashSet;
-use std::fmt;
 use std::time::Instant;
-
-/// How fetches are cut.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Most bytes of messages in one batch.
-    pub batch_bytes: u64,
-    /// Most messages in one batch.
-    pub batch_count: usize,
-    /// Larger messages are stored header-only first (0 = no limit).
-    pub max_message_size: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            batch_bytes: 4 << 20,
-            batch_count: 1000,
-            max_message_size: 25 << 20,
-        }
-    }
-}
 
 /// What a folder sync needs besides the connection.
 pub struct Ctx<'a> {
@@ -59,31 +38,12 @@ pub struct Ctx<'a> {
 }
 
 /// Why a folder sync failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    Imap(imap::Error),
-    Store(StoreError),
-}
-
-impl fmt::Display for SyncError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SyncError::Imap(e) => write!(f, "{e}"),
-            SyncError::Store(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl From<imap::Error> for SyncError {
-    fn from(e: imap::Error) -> Self {
-        SyncError::Imap(e)
-    }
-}
-
-impl From<StoreError> for SyncError {
-    fn from(e: StoreError) -> Self {
-        SyncError::Store(e)
-    }
+    #[error(transparent)]
+    Imap(#[from] imap::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
 }
 
 /// What a folder sync did.
@@ -95,28 +55,22 @@ pub struct Synced {
     pub complete: bool,
     /// Messages wait header-only for their bodies: a large-message task follows.
     pub large_pending: bool,
-    /// Nothing changed on the server; the folder was not selected.
-    pub skipped: bool,
 }
 
 /// Commits batches through the writer, one in flight at a time.
 struct Committer<'a> {
     ctx: &'a Ctx<'a>,
     emfdid: i64,
-    pending: Option<Pending<crate::store::Applied>>,
+    uidvalidity: u32,
+    pending: Option<Pending<store::Applied>>,
     received: usize,
 }
 
-impl<'a> Committer<'a> {
-    fn push(
-        &mut self,
-        uidvalidity: u32,
-        ops: Vec<Op>,
-        patch: FolderPatch,
-    ) -> Result<(), SyncError> {
+impl Committer<'_> {
+    fn push(&mut self, ops: Vec<Op>, patch: FolderPatch) -> Result<(), SyncError> {
         crate::failpoint::hit("fetched");
         self.flush()?;
-        let (emfdid, now) = (self.emfdid, self.ctx.now);
+        let (emfdid, uidvalidity, now) = (self.emfdid, self.uidvalidity, self.ctx.now);
         self.pending = Some(
             self.ctx
                 .writer
@@ -147,20 +101,63 @@ pub fn sync_folder(
 ) -> Result<Synced, SyncError> {
     let emfdid = folder.emfdid;
     if plan::decide(folder, kind, status) == Decision::Skip {
-        let patch = times_patch(ctx.now, kind, status.and_then(|s| s.uidnext));
+        let patch = plan::done_patch(ctx.now, kind, status.and_then(|s| s.uidnext));
         let uidvalidity = folder.uidvalidity.unwrap_or(0);
         let now = ctx.now;
         ctx.writer
             .call(move |s| s.apply(emfdid, uidvalidity, &[], &patch, now))?;
         return Ok(Synced {
             complete: true,
-            skipped: true,
             ..Synced::default()
         });
     }
+    let ex = examine(client, folder, ctx.qresync)?;
+    let read = read_indexes(client, ctx.store, folder, &ex)?;
+    let plan = plan::plan(folder, kind, &ex, &read, ctx.now, &ctx.limits);
+    drop(read);
+    let mut c = Committer {
+        ctx,
+        emfdid,
+        uidvalidity: ex.uidvalidity,
+        pending: None,
+        received: 0,
+    };
+    let mut complete = true;
+    for step in plan.steps {
+        let mut ops = match &step.fetch {
+            Some(_) if Instant::now() >= ctx.deadline => {
+                complete = false;
+                break;
+            }
+            Some(batch) => fetch_batch(client, batch)?,
+            None => Vec::new(),
+        };
+        ops.extend(step.ops);
+        c.push(ops, step.patch)?;
+    }
+    if complete {
+        if let Some((how, last_uid)) = plan.reconcile {
+            let ops = reconcile(client, &mut c, folder, how, last_uid)?;
+            let patch = FolderPatch {
+                highestmodseq: Some(ex.highestmodseq),
+                ..FolderPatch::default()
+            };
+            c.push(ops, patch)?;
+        }
+        c.push(Vec::new(), plan.done)?;
+    }
+    c.flush()?;
+    let large_pending = !ctx.store.partial_uids(emfdid, ex.uidvalidity)?.is_empty();
+    Ok(Synced {
+        received: c.received,
+        complete,
+        large_pending,
+    })
+}
 
-    let name = folder.imap_name.as_bytes();
-    let ex = client.examine(name)?;
+/// EXAMINE, as the plan needs it.
+fn examine(client: &mut Client, folder: &Folder, qresync: bool) -> Result<Examined, SyncError> {
+    let ex = client.examine(folder.imap_name.as_bytes())?;
     let Some(uidvalidity) = ex.uidvalidity else {
         return Err(imap::Error::Protocol(format!(
             "{}: folder '{}' has no UIDVALIDITY",
@@ -169,200 +166,39 @@ pub fn sync_folder(
         ))
         .into());
     };
-    let mut f = folder.clone();
-    let mut c = Committer {
-        ctx,
-        emfdid,
-        pending: None,
-        received: 0,
-    };
-    let mut fresh_generation = false;
-    let mut backfill: Vec<Sized> = Vec::new();
-
-    if f.uidvalidity != Some(uidvalidity) {
-        // First sync, or the server renumbered the folder: a new generation.
-        fresh_generation = true;
-        let old = ctx.store.old_generation(emfdid, uidvalidity)?;
-        let index = fetch_index(client, "1:*", !old.is_empty())?;
-        let remapped = plan::remap(&index, &old);
-        let mapped: HashSet<u32> = remapped.iter().map(|(_, uid, _)| *uid).collect();
-        let top = index
-            .iter()
-            .map(|m| m.uid)
-            .max()
-            .unwrap_or(0)
-            .max(ex.uidnext.unwrap_or(1).saturating_sub(1));
-        backfill = index
-            .iter()
-            .filter(|m| !mapped.contains(&m.uid))
-            .map(|m| Sized {
-                uid: m.uid,
-                size: m.size,
-            })
-            .collect();
-        let ops: Vec<Op> = remapped
-            .into_iter()
-            .map(|(emmsid, uid, flags)| Op::Remap { emmsid, uid, flags })
-            .collect();
-        let mut patch = FolderPatch {
-            uidvalidity: Some(uidvalidity),
-            uidnext: ex.uidnext,
-            last_uid: Some(top),
-            backfill_below: Some(Some(top.saturating_add(1))),
-            highestmodseq: Some(None),
-            ..FolderPatch::default()
-        };
-        let mut ops = ops;
-        if backfill.is_empty() {
-            patch.backfill_below = Some(None);
-            patch.highestmodseq = Some(ex.highestmodseq);
-            ops.push(Op::DropOldGenerations);
-        }
-        c.push(uidvalidity, ops, patch)?;
-        c.flush()?;
-        f.uidvalidity = Some(uidvalidity);
-        f.uidnext = ex.uidnext;
-        f.last_uid = top;
-        f.backfill_below = if backfill.is_empty() {
-            None
-        } else {
-            Some(top.saturating_add(1))
-        };
-    } else if let Some(below) = f.backfill_below {
-        // A first sync that a previous run did not finish: resume below its mark.
-        if below > 1 {
-            let have: HashSet<u32> = ctx
-                .store
-                .stored_uids(emfdid, uidvalidity)?
-                .into_iter()
-                .collect();
-            backfill = fetch_index(client, &format!("1:{}", below - 1), false)?
-                .into_iter()
-                .filter(|m| m.uid < below && !have.contains(&m.uid))
-                .map(|m| Sized {
-                    uid: m.uid,
-                    size: m.size,
-                })
-                .collect();
-        }
-    }
-
-    // New mail above last_uid, oldest first so last_uid only grows.
-    let mut interrupted = false;
-    let has_new = ex.uidnext.is_none_or(|n| n > f.last_uid.saturating_add(1));
-    if has_new && !fresh_generation {
-        let from = f.last_uid.saturating_add(1);
-        let mut new: Vec<Sized> = fetch_index(client, &format!("{from}:*"), false)?
-            .into_iter()
-            .filter(|m| m.uid > f.last_uid)
-            .map(|m| Sized {
-                uid: m.uid,
-                size: m.size,
-            })
-            .collect();
-        new.sort_by_key(|m| m.uid);
-        for batch in plan::batches(
-            &new,
-            ctx.limits.batch_bytes,
-            ctx.limits.batch_count,
-            ctx.limits.max_message_size,
-        ) {
-            if Instant::now() >= ctx.deadline {
-                interrupted = true;
-                break;
-            }
-            let ops = fetch_batch(client, &batch)?;
-            let last = batch.max().unwrap_or(f.last_uid).max(f.last_uid);
-            c.push(
-                uidvalidity,
-                ops,
-                FolderPatch {
-                    last_uid: Some(last),
-                    ..FolderPatch::default()
-                },
-            )?;
-            f.last_uid = last;
-        }
-    }
-
-    // The backfill, newest first.
-    if !interrupted && f.backfill_below.is_some() {
-        backfill.sort_by_key(|m| std::cmp::Reverse(m.uid));
-        let batches = plan::batches(
-            &backfill,
-            ctx.limits.batch_bytes,
-            ctx.limits.batch_count,
-            ctx.limits.max_message_size,
-        );
-        let n = batches.len();
-        for (i, batch) in batches.into_iter().enumerate() {
-            if Instant::now() >= ctx.deadline {
-                interrupted = true;
-                break;
-            }
-            let mut ops = fetch_batch(client, &batch)?;
-            let last = i + 1 == n;
-            let mut patch = FolderPatch {
-                backfill_below: Some(if last { None } else { batch.min() }),
-                ..FolderPatch::default()
-            };
-            if last {
-                patch.highestmodseq = Some(ex.highestmodseq);
-                ops.push(Op::DropOldGenerations);
-            }
-            c.push(uidvalidity, ops, patch)?;
-        }
-        if n == 0 {
-            c.push(
-                uidvalidity,
-                vec![Op::DropOldGenerations],
-                FolderPatch {
-                    backfill_below: Some(None),
-                    highestmodseq: Some(ex.highestmodseq),
-                    ..FolderPatch::default()
-                },
-            )?;
-        }
-        if !interrupted {
-            f.backfill_below = None;
-            f.highestmodseq = ex.highestmodseq;
-        }
-    }
-    // Flags and expunges. The last batch may still be being written: the
-    // reconcile's FETCH goes out meanwhile, and waits for it only before it
-    // reads the store.
-    if !interrupted
-        && kind == Kind::Full
-        && !fresh_generation
-        && f.backfill_below.is_none()
-        && f.last_uid > 0
-    {
-        let unchanged = ex.highestmodseq.is_some() && ex.highestmodseq == f.highestmodseq;
-        if !unchanged {
-            let (ops, _) = reconcile(client, ctx, &mut c, &f, uidvalidity, &ex)?;
-            c.push(
-                uidvalidity,
-                ops,
-                FolderPatch {
-                    highestmodseq: Some(ex.highestmodseq),
-                    ..FolderPatch::default()
-                },
-            )?;
-        }
-    }
-
-    if !interrupted {
-        let patch = times_patch(ctx.now, kind, ex.uidnext);
-        c.push(uidvalidity, Vec::new(), patch)?;
-    }
-    c.flush()?;
-    let large_pending = !ctx.store.partial_uids(emfdid, uidvalidity)?.is_empty();
-    Ok(Synced {
-        received: c.received,
-        complete: !interrupted,
-        large_pending,
-        skipped: false,
+    Ok(Examined {
+        uidvalidity,
+        uidnext: ex.uidnext,
+        highestmodseq: ex.highestmodseq,
+        condstore: client.caps().has("CONDSTORE"),
+        qresync,
     })
+}
+
+/// Reads what [`plan::reads`] asks for: UID indexes from the server, and
+/// what the store holds of older generations or of an unfinished backfill.
+fn read_indexes(
+    client: &mut Client,
+    store: &Store,
+    folder: &Folder,
+    ex: &Examined,
+) -> Result<Read, SyncError> {
+    let want = plan::reads(folder, ex);
+    let mut read = Read::default();
+    if want.generation {
+        let old = store.old_generation(folder.emfdid, ex.uidvalidity)?;
+        let index = fetch_index(client, "1:*", !old.is_empty())?;
+        read.generation = Some((index, old));
+    }
+    if let Some(below) = want.backfill_below {
+        let stored = store.stored_uids(folder.emfdid, ex.uidvalidity)?;
+        let index = fetch_index(client, &format!("1:{}", below - 1), false)?;
+        read.backfill = Some((index, stored));
+    }
+    if let Some(from) = want.new_from {
+        read.new = fetch_index(client, &format!("{from}:*"), false)?;
+    }
+    Ok(read)
 }
 
 /// Fetches the bodies of messages stored header-only, one at a time (each
@@ -419,18 +255,6 @@ pub fn fetch_large(
         }
     }
     Ok(done)
-}
-
-/// The folder's state after a complete task: sync times (the run's plan
-/// time), the server's UIDNEXT, no error.
-pub fn times_patch(now: i64, kind: Kind, uidnext: Option<u32>) -> FolderPatch {
-    FolderPatch {
-        uidnext,
-        recent_sync_at: Some(now),
-        full_sync_at: (kind == Kind::Full).then_some(now),
-        error: Some(None),
-        ..FolderPatch::default()
-    }
 }
 
 /// `UID FETCH range (UID RFC822.SIZE FLAGS [Message-ID])`.
@@ -536,86 +360,59 @@ fn fetch_batch(client: &mut Client, batch: &Batch) -> Result<Vec<Op>, SyncError>
     Ok(ops)
 }
 
-/// Flags and expunges since the last full sync: with QRESYNC one FETCH
-/// (CHANGEDSINCE + VANISHED), with CONDSTORE the changes plus a UID list,
-/// without either every message's flags. The batch `c` still has in flight
+/// Flags and expunges of `1:last_uid`, as `how` says: with QRESYNC one
+/// FETCH (CHANGEDSINCE + VANISHED), with CONDSTORE the changes plus a UID
+/// list, without either every message's flags. The batch still in flight
 /// is waited for after the FETCH, before the store is read.
 fn reconcile(
     client: &mut Client,
-    ctx: &Ctx<'_>,
     c: &mut Committer<'_>,
     f: &Folder,
-    uidvalidity: u32,
-    ex: &MailboxStatus,
-) -> Result<(Vec<Op>, usize), SyncError> {
-    let range = format!("1:{}", f.last_uid);
-    let mut server: Vec<(u32, String)> = Vec::new();
-    let mut vanished_ranges = Vec::new();
+    how: Reconcile,
+    last_uid: u32,
+) -> Result<Vec<Op>, SyncError> {
+    let range = format!("1:{last_uid}");
+    let mut server = ServerFlags::default();
+    let mut vanished = Vec::new();
     // A FETCH without its UID: some message's answer cannot be placed.
     let mut unplaced = false;
     let mut collect = |fe: Fetched<'_>| {
         if let (Some(uid), Some(flags)) = (fe.uid, fe.flags.as_deref()) {
-            server.push((uid, plan::flags_string(flags)));
+            server.flags.push((uid, plan::flags_string(flags)));
         } else if fe.uid.is_none() && fe.flags.is_some() {
             unplaced = true;
         }
         Ok(())
     };
-    let since = f
-        .highestmodseq
-        .filter(|_| ex.highestmodseq.is_some() && client.caps().has("CONDSTORE"));
-    let result = match since {
-        Some(m) if ctx.qresync => {
+    match how {
+        Reconcile::Qresync { since } => {
+            let modifiers = format!("CHANGEDSINCE {since} VANISHED");
             client.uid_fetch(
                 &range,
                 "(UID FLAGS)",
-                Some(&format!("CHANGEDSINCE {m} VANISHED")),
+                Some(&modifiers),
                 &mut collect,
-                &mut |r| vanished_ranges.extend_from_slice(r),
+                &mut |r| vanished.extend_from_slice(r),
             )?;
-            c.flush()?;
-            // Only real changes are written (new mail bumps the modseq
-            // too): the stored flags of the reported UIDs, from a covering
-            // index, over just the span the server reported.
-            let stored = reported_span(ctx, f, uidvalidity, &server)?;
-            log::debug!("flags and expunges by QRESYNC since modseq {m}");
-            let mut r = plan::reconcile(&stored, &server, false, None);
-            if !vanished_ranges.is_empty() {
-                let uids = ctx.store.stored_uids(f.emfdid, uidvalidity)?;
-                r.expunged = plan::vanished(&uids, &vanished_ranges);
-            }
-            r
+            server.gone = Gone::Vanished(vanished);
+            log::debug!("flags and expunges by QRESYNC since modseq {since}");
         }
-        Some(m) => {
+        Reconcile::Condstore { since } => {
+            let modifiers = format!("CHANGEDSINCE {since}");
             client.uid_fetch(
                 &range,
                 "(UID FLAGS)",
-                Some(&format!("CHANGEDSINCE {m}")),
+                Some(&modifiers),
                 &mut collect,
                 &mut |_| {},
             )?;
-            let present: HashSet<u32> = client
-                .uid_search(&format!("UID {range}"))?
-                .into_iter()
-                .collect();
-            c.flush()?;
-            let stored = reported_span(ctx, f, uidvalidity, &server)?;
-            log::debug!("flags by CONDSTORE since modseq {m}, expunges by UID list");
-            let mut r = plan::reconcile(&stored, &server, false, None);
-            r.expunged = ctx
-                .store
-                .stored_uids(f.emfdid, uidvalidity)?
-                .into_iter()
-                .filter(|u| !present.contains(u))
-                .collect();
-            r
+            server.gone = Gone::Present(client.uid_search(&format!("UID {range}"))?);
+            log::debug!("flags by CONDSTORE since modseq {since}, expunges by UID list");
         }
-        None => {
+        Reconcile::Everything => {
             client.uid_fetch(&range, "(UID FLAGS)", None, &mut collect, &mut |_| {})?;
-            c.flush()?;
-            let stored = ctx.store.stored_flags(f.emfdid, uidvalidity)?;
             log::debug!("flags and expunges by comparing every message");
-            if unplaced {
+            server.gone = if unplaced {
                 // A message missing from the answer is not proof that it was
                 // expunged when some answers came without their UID:
                 // deleting would empty the store on a server's bug.
@@ -624,42 +421,33 @@ fn reconcile(
                     client.peer(),
                     f.name
                 );
-            }
-            plan::reconcile(&stored, &server, !unplaced, None)
+                Gone::Unknown
+            } else {
+                Gone::Unlisted
+            };
+        }
+    }
+    c.flush()?;
+    let (store, emfdid, uidvalidity) = (c.ctx.store, f.emfdid, c.uidvalidity);
+    // Only real changes are written (new mail bumps the modseq too): with
+    // the changes alone, the stored flags of just the span the server
+    // reported, from a covering index; every stored UID only when needed.
+    let stored = if how == Reconcile::Everything {
+        store.stored_flags(emfdid, uidvalidity)?
+    } else {
+        let lo = server.flags.iter().map(|(u, _)| *u).min();
+        let hi = server.flags.iter().map(|(u, _)| *u).max();
+        match (lo, hi) {
+            (Some(lo), Some(hi)) => store.stored_flags_between(emfdid, uidvalidity, lo, hi)?,
+            _ => Vec::new(),
         }
     };
-    let n = result.flags.len() + result.expunged.len();
-    let mut ops: Vec<Op> = result
-        .flags
-        .into_iter()
-        .map(|(uid, flags)| Op::SetFlags { uid, flags })
-        .collect();
-    if !result.expunged.is_empty() {
-        ops.push(Op::Expunge {
-            uids: result.expunged,
-        });
-    }
-    Ok((ops, n))
-}
-
-/// The stored flags of the UIDs between the lowest and the highest the
-/// server reported (none when it reported none).
-fn reported_span(
-    ctx: &Ctx<'_>,
-    f: &Folder,
-    uidvalidity: u32,
-    server: &[(u32, String)],
-) -> Result<Vec<(u32, String)>, SyncError> {
-    let lo = server.iter().map(|(u, _)| *u).min();
-    let hi = server.iter().map(|(u, _)| *u).max();
-    match (lo, hi) {
-        (Some(lo), Some(hi)) => {
-            Ok(ctx
-                .store
-                .stored_flags_between(f.emfdid, uidvalidity, lo, hi)?)
-        }
-        _ => Ok(Vec::new()),
-    }
+    let stored_uids = if server.gone.needs_stored_uids() {
+        store.stored_uids(emfdid, uidvalidity)?
+    } else {
+        Vec::new()
+    };
+    Ok(plan::changes(&stored, &stored_uids, &server).into_ops())
 }
 
 /// INTERNALDATE (`17-Jul-1996 02:44:25 -0700`) as Unix seconds.
