@@ -1,5 +1,6 @@
 //! The errors that stop a command, each mapped to its documented exit code
-//! (SPEC §2), and how an error is said with its causes.
+//! (SPEC §2). The top of the error types: every layer's error can become
+//! one, so nothing below the command line and the run imports this module.
 //!
 //! A failure of one job (a folder, an outgoing message) is not an error here:
 //! it is an outcome, collected by the run and merged into the exit code at the
@@ -94,37 +95,10 @@ impl Error {
 /// Result of a command.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// An error with its causes on one line, `what: why: why` (as anyhow's
-/// `{:#}` says it): for stderr, the logs and `last_error`, where the cause
-/// is what an administrator acts on.
-pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut last = self.0.to_string();
-        let mut cause = self.0.source();
-        while let Some(c) = cause {
-            let text = c.to_string();
-            // A `transparent` layer repeats its source: say it once.
-            if !text.is_empty() && text != last {
-                write!(f, ": {text}")?;
-            }
-            last = text;
-            cause = c.source();
-        }
-        Ok(())
-    }
-}
-
-/// [`Chain`] as a `String`.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    Chain(e).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logging::chain;
 
     #[test]
     fn chain_says_every_cause_once() {

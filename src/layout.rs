@@ -5,6 +5,7 @@
 //! here is ever world-readable. This module decides paths and modes; it does not
 //! open the database or the logs.
 
+use crate::config::{Config, ConfigError};
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -68,6 +69,20 @@ impl Layout {
     /// `data/engine.sqlite`
     pub fn db_path(&self) -> PathBuf {
         self.data_dir().join("engine.sqlite")
+    }
+
+    /// Reads `config.inc` (defaults when it is missing). A relative
+    /// `BG_TLS_CA_FILE` is taken relative to the directory of `config.inc`,
+    /// not to wherever cron happens to start us.
+    pub fn read_config(&self) -> Result<Config, ConfigError> {
+        let mut config = crate::config::load(&self.config)?;
+        if let Some(ca) = config.tls_ca_file.take() {
+            config.tls_ca_file = Some(match self.config.parent() {
+                Some(dir) if ca.is_relative() => dir.join(ca),
+                _ => ca,
+            });
+        }
+        Ok(config)
     }
 
     /// Creates `pid/`, `data/` and `logs/` when missing (mode 2770) and takes

@@ -7,8 +7,7 @@
 //! copytruncate. fern is named nowhere else. Nothing here ever sees a password
 //! or a message body: callers log ids, counts and server replies only.
 
-use crate::error::{Error, Result};
-use crate::layout::{restrict_file, Layout};
+use crate::layout::{self, restrict_file, Layout};
 use log::LevelFilter;
 use std::fmt;
 
@@ -83,16 +82,44 @@ pub fn format_line(
     )
 }
 
+/// An error with its causes on one line, `what: why: why` (as anyhow's
+/// `{:#}` says it): for stderr, the logs and `last_error`, where the cause
+/// is what an administrator acts on.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut last = self.0.to_string();
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            let text = c.to_string();
+            // A `transparent` layer repeats its source: say it once.
+            if !text.is_empty() && text != last {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+/// [`Chain`] as a `String`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    Chain(e).to_string()
+}
+
 /// Opens the three files under `logs/` and installs the logger. Fails with
 /// exit 73 when a file cannot be opened.
-pub fn init(layout: &Layout) -> Result<()> {
+pub fn init(layout: &Layout) -> Result<(), layout::Error> {
     let dir = layout.logs_dir();
     let open = |name: &str| {
         let path = dir.join(name);
         let file = fern::log_file(&path)
-            .map_err(|e| Error::layout(format!("cannot open {}", path.display()), e))?;
+            .map_err(|e| layout::Error::new(format!("cannot open {}", path.display()), e))?;
         restrict_file(&path);
-        Ok::<_, Error>(file)
+        Ok::<_, layout::Error>(file)
     };
     let pid = std::process::id();
     let dispatch = fern::Dispatch::new()

@@ -223,14 +223,14 @@ mod tests {
         let missing = tmp.path().join("missing.pem");
         let err = Tls::new(Some(&missing)).err().expect("missing file");
         assert!(matches!(err, CaFileError::Read { .. }), "{err:?}");
-        assert!(crate::error::chain(&err).contains("missing.pem"));
+        assert!(crate::logging::chain(&err).contains("missing.pem"));
         let junk = tmp.path().join("junk.pem");
         std::fs::write(&junk, "not a certificate\n").expect("write");
         let err = Tls::new(Some(&junk)).err().expect("no certificate");
         assert!(
-            crate::error::chain(&err).contains("junk.pem"),
+            crate::logging::chain(&err).contains("junk.pem"),
             "{}",
-            crate::error::chain(&err)
+            crate::logging::chain(&err)
         );
         assert!(Tls::new(None).is_ok());
     }

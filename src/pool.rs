@@ -10,8 +10,8 @@
 //! account's remaining tasks fail and the error is recorded. A failure or
 //! panic in a task fails that task only.
 
-use crate::error::chain;
 use crate::imap::{self, Client, MailboxStatus};
+use crate::logging::chain;
 use crate::logging::{at, at_account, THREADING};
 use crate::schedule::Kind;
 use crate::store::{self, Account, FolderPatch, Location, Store};

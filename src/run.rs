@@ -124,7 +124,7 @@ pub fn run(
             config: layout.config.clone(),
             source,
         })?;
-    let at = Location::sqlite(layout.db_path());
+    let at = Location::of(layout);
     let mut store = Store::open(&at)?;
     check_accounts(&store, &opts.accounts)?;
     store.ensure_inboxes()?;
@@ -179,7 +179,7 @@ pub fn run(
             None | Some(Ok(Ok(0))) => 0,
             Some(Ok(Ok(failed))) => failed,
             Some(Ok(Err(e))) => {
-                log::error!(target: THREADING, "outbox: {}", crate::error::chain(&e));
+                log::error!(target: THREADING, "outbox: {}", crate::logging::chain(&e));
                 1
             }
             Some(Err(_)) => {

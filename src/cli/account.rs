@@ -1,10 +1,12 @@
 //! `engine account ...`: add, list, show, remove, and test an account.
 
-use super::{load_config, open_store, AccountCmd, AddAccount};
+use super::args::{AccountCmd, AddAccount};
 use crate::config::Config;
-use crate::error::{chain, exit, Error, Result};
+use crate::error::{exit, Error, Result};
 use crate::layout::Layout;
+use crate::logging::chain;
 use crate::store::{Account, NewAccount};
+use crate::store::{Location, Store};
 use serde_json::json;
 use std::io::{BufRead, IsTerminal};
 use std::time::Duration;
@@ -69,7 +71,7 @@ pub fn command(layout: &Layout, cmd: AccountCmd, now: i64) -> Result<i32> {
     match cmd {
         AccountCmd::Add(a) => add(layout, *a, now),
         AccountCmd::List { json: as_json } => {
-            let store = open_store(layout)?;
+            let store = Store::open(&Location::of(layout))?;
             let accounts = store.accounts()?;
             if as_json {
                 let v: Vec<_> = accounts.iter().map(account_json).collect();
@@ -97,7 +99,7 @@ pub fn command(layout: &Layout, cmd: AccountCmd, now: i64) -> Result<i32> {
             acntid,
             json: as_json,
         } => {
-            let store = open_store(layout)?;
+            let store = Store::open(&Location::of(layout))?;
             let a = store
                 .account(acntid)?
                 .ok_or_else(|| Error::Input(format!("no account {acntid}")))?;
@@ -117,15 +119,15 @@ pub fn command(layout: &Layout, cmd: AccountCmd, now: i64) -> Result<i32> {
             Ok(exit::OK)
         }
         AccountCmd::Remove { acntid } => {
-            let mut store = open_store(layout)?;
+            let mut store = Store::open(&Location::of(layout))?;
             if !store.remove_account(acntid)? {
                 return Err(Error::Input(format!("no account {acntid}")));
             }
             Ok(exit::OK)
         }
         AccountCmd::Test { acntid } => {
-            let config = load_config(layout)?;
-            let store = open_store(layout)?;
+            let config = layout.read_config()?;
+            let store = Store::open(&Location::of(layout))?;
             let a = store
                 .account(acntid)?
                 .ok_or_else(|| Error::Input(format!("no account {acntid}")))?;
@@ -146,7 +148,7 @@ fn add(layout: &Layout, a: AddAccount, now: i64) -> Result<i32> {
         return Err(Error::Input("--imap-host is empty".into()));
     }
     let (imap_password, smtp_password) = read_passwords(a.password_env.as_deref())?;
-    let mut store = open_store(layout)?;
+    let mut store = Store::open(&Location::of(layout))?;
     let twins: Vec<String> = store
         .accounts()?
         .iter()

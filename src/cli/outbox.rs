@@ -1,6 +1,6 @@
 //! `engine outbox ...`: queue a message, list, retry and cancel.
 
-use super::OutboxCmd;
+use super::args::OutboxCmd;
 use crate::error::{exit, Error, Result};
 use crate::outbox::{self, QueueError};
 use crate::store::Store;

@@ -1,12 +1,12 @@
 //! What `plan`, `status` and `folder` print, as a table or as JSON.
 
-use super::{FolderCmd, PriorityArg};
+use super::args::{FolderCmd, PriorityArg};
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::layout::Layout;
 use crate::lock::Liveness;
 use crate::schedule::{self, FolderInput, Settings, Task};
-use crate::store::{Account, Folder, OutboxState, Priority, Store};
+use crate::store::{Account, Folder, Location, OutboxState, Priority, Store};
 use chrono::TimeZone;
 use serde_json::json;
 
@@ -210,7 +210,7 @@ impl Status {
 
 /// `engine status`
 pub fn status(layout: &Layout, config: &Config, as_json: bool, now: i64) -> Result<i32> {
-    let store = super::open_store(layout)?;
+    let store = Store::open(&Location::of(layout))?;
     let status = Status::gather(layout, config, &store, now)?;
     if as_json {
         println!("{}", status.to_json());

@@ -16,7 +16,7 @@ pub mod sent;
 pub mod smtp;
 
 use crate::config::Config;
-use crate::error::chain;
+use crate::logging::chain;
 use crate::logging::{at_account, THREADING};
 use crate::net::Tls;
 use crate::store::{

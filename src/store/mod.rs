@@ -50,9 +50,14 @@ pub struct Location {
 }
 
 impl Location {
-    /// The SQLite file at `path` (`data/engine.sqlite` of the install).
+    /// The SQLite file at `path`.
     pub fn sqlite(path: PathBuf) -> Location {
         Location { path }
+    }
+
+    /// The install's database: `data/engine.sqlite`.
+    pub fn of(layout: &crate::layout::Layout) -> Location {
+        Location::sqlite(layout.db_path())
     }
 }
 

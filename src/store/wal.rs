@@ -83,13 +83,13 @@ fn checkpointer(path: &Path, nudges: &Receiver<()>, stop: &Stop) {
                     *slot = Some(s.conn.get_interrupt_handle());
                     conn = Some(s);
                 }
-                Err(e) => log::debug!("background checkpoint: {}", crate::error::chain(&e)),
+                Err(e) => log::debug!("background checkpoint: {}", crate::logging::chain(&e)),
             }
         }
         if let Some(ck) = &conn {
             match ck.checkpoint_passive() {
                 Err(_) if stop.stopping() => break,
-                Err(e) => log::debug!("background checkpoint: {}", crate::error::chain(&e)),
+                Err(e) => log::debug!("background checkpoint: {}", crate::logging::chain(&e)),
                 Ok(()) => {}
             }
         }
@@ -116,7 +116,7 @@ impl Store {
             let _ = nudge_tx.try_send(());
         };
         if let Err(e) = self.set_bulk_writer(WAL_MAX, nudge) {
-            log::warn!("{}", crate::error::chain(&e));
+            log::warn!("{}", crate::logging::chain(&e));
         }
         Ok(Bulk {
             checkpointer: Some(checkpointer),
@@ -129,7 +129,7 @@ impl Store {
     pub fn finish_bulk(&mut self, mut bulk: Bulk) {
         // Dropping the hook's sender ends the checkpointer's loop.
         if let Err(e) = self.clear_hooks() {
-            log::warn!("{}", crate::error::chain(&e));
+            log::warn!("{}", crate::logging::chain(&e));
         }
         if !self.end_waits_for_checkpoint() {
             bulk.stop.now();
@@ -140,7 +140,7 @@ impl Store {
         // Locked out, a checkpoint would wait the busy timeout again.
         if self.locked_out().is_none() {
             if let Err(e) = self.checkpoint_if_large() {
-                log::warn!("{}", crate::error::chain(&e));
+                log::warn!("{}", crate::logging::chain(&e));
             }
         }
     }

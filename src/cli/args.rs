@@ -1,0 +1,245 @@
+//! The command line as clap parses it (SPEC §2).
+
+use crate::store::OutboxState;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// backproc's background mail engine: syncs IMAP folders into SQLite and
+/// sends the outbox. Run from cron every 5 minutes.
+#[derive(Debug, Parser)]
+#[command(name = "engine", version)]
+pub struct Cli {
+    /// Directory holding pid/, data/, logs/ and config.inc [default: current directory]
+    #[arg(long, global = true, env = "BACKPROC_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// The config.inc to read [default: HOME/config.inc]
+    #[arg(long, global = true, env = "BACKPROC_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One cycle: sync what is due, drain the outbox, exit (the default)
+    Run(RunArgs),
+    /// What `run` would do now (or --at another moment) and why
+    Plan(PlanArgs),
+    /// Accounts, folders, outbox and whether a run is live
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage accounts
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Folders and their priority
+    #[command(subcommand)]
+    Folder(FolderCmd),
+    /// Mark a web-app user logged in or out
+    #[command(subcommand)]
+    Session(SessionCmd),
+    /// Queue and manage outgoing mail
+    #[command(subcommand)]
+    Outbox(OutboxCmd),
+}
+
+/// Options of `run`.
+#[derive(Debug, Args, Default, Clone)]
+pub struct RunArgs {
+    /// Print the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Make every folder due for a full sync
+    #[arg(long)]
+    pub force: bool,
+    /// Only this account (repeatable)
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<i64>,
+    /// Skip the IMAP sync
+    #[arg(long)]
+    pub no_sync: bool,
+    /// Skip the outbox
+    #[arg(long)]
+    pub no_outbox: bool,
+}
+
+/// Options of `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Evaluate the schedule at this local time instead of now: 'YYYY-MM-DD HH:MM:SS'
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
+    /// Only this account (repeatable)
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<i64>,
+    /// As with `run --force`
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `account ...`
+#[derive(Debug, Subcommand)]
+pub enum AccountCmd {
+    /// Add an account; prints its acntid. Passwords come from stdin (first
+    /// line IMAP, second SMTP; one line means both) or --password-env
+    Add(Box<AddAccount>),
+    /// List accounts
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one account (never its passwords)
+    Show {
+        acntid: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an account with its folders and stored mail
+    Remove { acntid: i64 },
+    /// Log in to IMAP and SMTP and report the capabilities
+    Test { acntid: i64 },
+}
+
+/// `account add`
+#[derive(Debug, Args)]
+pub struct AddAccount {
+    #[arg(long)]
+    pub email: String,
+    #[arg(long)]
+    pub usrid: Option<i64>,
+    #[arg(long)]
+    pub imap_host: String,
+    #[arg(long)]
+    pub imap_port: Option<u16>,
+    #[arg(long, default_value = "tls", value_parser = ["tls", "starttls", "plain"])]
+    pub imap_security: String,
+    /// Defaults to the email
+    #[arg(long)]
+    pub imap_login: Option<String>,
+    #[arg(long)]
+    pub smtp_host: Option<String>,
+    #[arg(long)]
+    pub smtp_port: Option<u16>,
+    #[arg(long, default_value = "starttls", value_parser = ["tls", "starttls", "plain"])]
+    pub smtp_security: String,
+    /// Defaults to the email
+    #[arg(long)]
+    pub smtp_login: Option<String>,
+    /// Read the password (IMAP and SMTP) from this environment variable instead of stdin
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+}
+
+/// `folder ...`
+#[derive(Debug, Subcommand)]
+pub enum FolderCmd {
+    /// List folders
+    List {
+        #[arg(long = "account", value_name = "ID")]
+        account: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a folder's priority
+    Priority { emfdid: i64, priority: PriorityArg },
+}
+
+/// A folder priority on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PriorityArg {
+    Hi,
+    Lo,
+}
+
+/// `session ...`
+#[derive(Debug, Subcommand)]
+pub enum SessionCmd {
+    /// The user is active now
+    Touch { usrid: i64 },
+    /// The user logged out
+    End { usrid: i64 },
+}
+
+/// `outbox ...`
+#[derive(Debug, Subcommand)]
+pub enum OutboxCmd {
+    /// Queue a raw RFC 5322 message from FILE or stdin (-)
+    Add {
+        #[arg(long = "account", value_name = "ID")]
+        account: i64,
+        #[arg(value_name = "FILE", default_value = "-")]
+        file: String,
+    },
+    /// List outgoing messages
+    List {
+        #[arg(long, value_parser = parse_state)]
+        state: Option<OutboxState>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a failed or queued message due now
+    Retry { emoid: i64 },
+    /// Cancel a queued message
+    Cancel { emoid: i64 },
+}
+
+/// A `--state` that names no state.
+#[derive(Debug, thiserror::Error)]
+#[error("--state must be queued, sending, sent, failed or cancelled, got '{0}'")]
+struct UnknownState(String);
+
+/// `--state S` of `outbox list`.
+fn parse_state(s: &str) -> std::result::Result<OutboxState, UnknownState> {
+    OutboxState::parse(s).ok_or_else(|| UnknownState(s.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bare_engine_is_run_with_its_options() {
+        let cli = Cli::try_parse_from(["engine", "--dry-run", "--account", "3"]).expect("parse");
+        assert!(cli.command.is_none());
+        assert!(cli.run.dry_run);
+        assert_eq!(cli.run.accounts, vec![3]);
+        let cli = Cli::try_parse_from(["engine", "run", "--force", "--no-outbox"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Run(RunArgs {
+                force: true,
+                no_outbox: true,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn no_password_flag_exists() {
+        assert!(Cli::try_parse_from([
+            "engine",
+            "account",
+            "add",
+            "--email",
+            "a@b",
+            "--imap-host",
+            "h",
+            "--password",
+            "x"
+        ])
+        .is_err());
+    }
+}
