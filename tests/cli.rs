@@ -7,53 +7,17 @@ mod support;
 use chrono::TimeZone;
 use rusqlite::Connection;
 use serde_json::Value;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::engine::*;
 use support::{
-    Dovecot, ScriptedSmtp, ScriptedSmtpOptions, SilentServer, SmtpTls, TempHome, TestCa,
+    text, Dovecot, ScriptedSmtp, ScriptedSmtpOptions, SilentServer, SmtpTls, TempHome, TestCa,
 };
 
 // ---------------------------------------------------------------------------
 // helpers
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Runs the engine with `args`, `env` and optional stdin; returns the output.
-fn engine_with(home: &TempHome, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
-    let mut cmd = home.engine();
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn engine");
-    let mut pipe = child.stdin.take().expect("stdin");
-    // The engine may exit without reading: a broken pipe is fine.
-    let _ = pipe.write_all(stdin);
-    drop(pipe);
-    child.wait_with_output().expect("wait engine")
-}
-
-/// Asserts the exit code; returns the output.
-fn expect_code(home: &TempHome, args: &[&str], env: &[(&str, &str)], code: i32) -> Output {
-    let out = engine_with(home, args, env, b"");
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "engine {args:?}\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
 
 fn ok(home: &TempHome, args: &[&str]) -> Output {
     expect_code(home, args, &[], 0)
@@ -340,33 +304,6 @@ fn assert_public_schema(path: &Path, after: &str) {
     assert!(version >= 1, "{after}: user_version {version}");
 }
 
-fn mode_of(path: &Path) -> u32 {
-    std::fs::metadata(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
-/// Every dir under pid/ data/ logs/ is 2770, every file 0660.
-fn assert_private(home: &TempHome) -> Vec<String> {
-    let mut seen = Vec::new();
-    for dir in ["pid", "data", "logs"] {
-        let d = home.path().join(dir);
-        assert_eq!(mode_of(&d), 0o2770, "{dir}/ mode {:o}", mode_of(&d));
-        for e in std::fs::read_dir(&d).expect("read_dir") {
-            let p = e.expect("entry").path();
-            let m = mode_of(&p);
-            assert_eq!(m, 0o660, "{} mode {m:o}", p.display());
-            seen.push(format!(
-                "{dir}/{}",
-                p.file_name().expect("name").to_string_lossy()
-            ));
-        }
-    }
-    seen
-}
-
 /// `[YYYY-MM-DD HH:MM:SS][#PID.tN] message`: (time, pid, N, message).
 fn parse_line(l: &str) -> Option<(chrono::NaiveDateTime, u32, u32, &str)> {
     let rest = l.strip_prefix('[')?;
@@ -572,7 +509,7 @@ fn a_fresh_home_gets_private_setgid_dirs_and_a_quiet_cron_run() {
     );
     let out = ok(&home, &[]);
     assert!(out.stdout.is_empty() && out.stderr.is_empty());
-    let files = assert_private(&home);
+    let files = assert_private(&home, "after a cron run");
     for f in [
         "data/engine.sqlite",
         "pid/engine.pid",
@@ -613,7 +550,7 @@ fn a_live_run_holds_the_pidfile_with_its_pid_and_start_time_and_keeps_files_priv
         "start time {since} not in [{t0}, {t1}]"
     );
     // while live the database has its -wal and -shm: all private
-    let files = assert_private(&home);
+    let files = assert_private(&home, "during a live run");
     for f in ["data/engine.sqlite-wal", "data/engine.sqlite-shm"] {
         assert!(files.iter().any(|x| x == f), "{f} missing: {files:?}");
     }
@@ -2147,7 +2084,7 @@ fn log_lines_carry_local_time_and_the_engine_pid_and_files_reopen_each_run() {
         info1,
         "the rotated file was written to"
     );
-    assert_private(&home);
+    assert_private(&home, "after the logs were rotated");
 
     // appended, not truncated: a third run adds to the second's lines
     let info2 = home.log("l-info.log");

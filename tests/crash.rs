@@ -11,6 +11,7 @@ mod support;
 
 use rusqlite::Connection;
 use std::collections::BTreeSet;
+use std::process::Child;
 use std::time::{Duration, Instant};
 use support::engine::*;
 use support::{Dovecot, TempHome};
@@ -98,6 +99,27 @@ fn assert_consistent(home: &TempHome, emfdid: i64, server: &[u32], what: &str) {
     }
 }
 
+/// Kills `child` after `kill_after` when given, else waits for it to end
+/// (within 60 s, or the test fails naming `label`). Whether it died of SIGKILL.
+fn kill_or_wait(child: &mut Child, kill_after: Option<Duration>, label: &str) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = if let Some(after) = kill_after {
+        std::thread::sleep(after);
+        let _ = child.kill();
+        child.wait().expect("wait")
+    } else {
+        loop {
+            if let Some(st) = child.try_wait().expect("try_wait") {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "{label}: the run did not end");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    status.signal() == Some(9)
+}
+
 fn inbox_id(home: &TempHome) -> Option<i64> {
     Connection::open(home.db_path())
         .ok()?
@@ -164,23 +186,9 @@ fn a_first_sync_killed_at_many_moments_ends_exact() {
             }
             _ => ("random".to_string(), home.engine()),
         };
+        let kill_after = (label == "random").then(|| Duration::from_millis(20 + rng.below(400)));
         let mut child = cmd.arg("run").spawn().expect("spawn engine");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = if label == "random" {
-            std::thread::sleep(Duration::from_millis(20 + rng.below(400)));
-            let _ = child.kill();
-            child.wait().expect("wait")
-        } else {
-            loop {
-                if let Some(st) = child.try_wait().expect("try_wait") {
-                    break st;
-                }
-                assert!(Instant::now() < deadline, "{label}: the run did not end");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        };
-        use std::os::unix::process::ExitStatusExt;
-        let was_killed = status.signal() == Some(9);
+        let was_killed = kill_or_wait(&mut child, kill_after, &label);
         killed += was_killed as usize;
         outcomes.push(format!(
             "{label}: {}",
@@ -307,23 +315,11 @@ fn an_outbox_drain_killed_at_many_moments_delivers_everything_once() {
         if let Some(spec) = &env {
             cmd.env("BACKPROC_FAILPOINTS", spec);
         }
+        let kill_after = env
+            .is_none()
+            .then(|| Duration::from_millis(30 + rng.below(300)));
         let mut child = cmd.args(["run", "--no-sync"]).spawn().expect("spawn");
-        let status = if env.is_none() {
-            std::thread::sleep(Duration::from_millis(30 + rng.below(300)));
-            let _ = child.kill();
-            child.wait().expect("wait")
-        } else {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                if let Some(st) = child.try_wait().expect("try_wait") {
-                    break st;
-                }
-                assert!(Instant::now() < deadline, "{label}: the run did not end");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        };
-        use std::os::unix::process::ExitStatusExt;
-        let killed = status.signal() == Some(9);
+        let killed = kill_or_wait(&mut child, kill_after, &label);
         outcomes.push(format!(
             "{label}: {}",
             if killed { "killed" } else { "finished" }

@@ -69,16 +69,9 @@ fn code(out: &Output) -> Option<i32> {
 
 /// The account's `last_error` and those of its folders, one per line.
 fn errors(home: &TempHome, acntid: i64) -> String {
-    let c = db(home);
     let mut all: Vec<String> = Vec::new();
-    let acc: Option<String> = c
-        .query_row(
-            "SELECT last_error FROM email_accounts WHERE acntid = ?",
-            [acntid],
-            |r| r.get(0),
-        )
-        .expect("account");
-    all.extend(acc);
+    all.extend(account_error(home, acntid));
+    let c = db(home);
     let mut s = c
         .prepare("SELECT last_error FROM email_folders WHERE acntid = ? AND last_error IS NOT NULL")
         .expect("prepare");
@@ -89,16 +82,6 @@ fn errors(home: &TempHome, acntid: i64) -> String {
         .expect("rows");
     all.extend(folders);
     all.join("\n")
-}
-
-fn account_error(home: &TempHome, acntid: i64) -> Option<String> {
-    db(home)
-        .query_row(
-            "SELECT last_error FROM email_accounts WHERE acntid = ?",
-            [acntid],
-            |r| r.get(0),
-        )
-        .expect("account")
 }
 
 // ---------------------------------------------------------------- IMAP

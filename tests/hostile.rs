@@ -21,7 +21,9 @@ use std::io::Read;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 use support::engine::*;
-use support::{Dovecot, FakeFolder, FakeImap, FakeImapOptions, Fault, FaultOn, TempHome, Then};
+use support::{
+    header_of, Dovecot, FakeFolder, FakeImap, FakeImapOptions, Fault, FaultOn, TempHome, Then,
+};
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -414,14 +416,6 @@ Content-Transfer-Encoding: base64\r\n\r\n"
         m.extend_from_slice(line);
     }
     m
-}
-
-fn header_of(raw: &[u8]) -> &[u8] {
-    let p = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("separator");
-    &raw[..p + 4]
 }
 
 #[test]

@@ -15,6 +15,8 @@
 //!
 //! `cargo fuzz` would need a nightly toolchain; these run in `cargo test`.
 
+mod support;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,7 @@ use backproc::imap::parse::{self, literal_announced, Response, Untagged, Value};
 use backproc::imap::utf7;
 use backproc::message::summarize;
 use backproc::outbox::message::{check, wire};
+use support::{header_of, hex_brief};
 
 // ---------------------------------------------------------------------------
 // The generator
@@ -138,15 +141,6 @@ fn iterations() -> usize {
         .unwrap_or(1_500)
 }
 
-fn hex(b: &[u8]) -> String {
-    let shown: String = b.iter().take(600).map(|x| format!("{x:02x}")).collect();
-    if b.len() > 600 {
-        format!("{shown}... ({} bytes)", b.len())
-    } else {
-        shown
-    }
-}
-
 /// Runs `f` on `input`; a panic becomes a failure that names the case.
 fn case<R>(what: &str, i: usize, input: &[u8], f: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -160,7 +154,7 @@ fn case<R>(what: &str, i: usize, input: &[u8], f: impl FnOnce() -> R) -> R {
             panic!(
                 "{what}: case {i} (BACKPROC_FUZZ_SEED={}) failed: {msg}\ninput: {}",
                 std::env::var("BACKPROC_FUZZ_SEED").unwrap_or_else(|_| "default".into()),
-                hex(input)
+                hex_brief(input)
             )
         }
     }
@@ -635,12 +629,12 @@ fn count_panics_on_this_thread() -> std::sync::Arc<std::sync::atomic::AtomicUsiz
 
 fn assert_clean(field: &Option<String>, what: &str, input: &[u8]) {
     if let Some(v) = field {
-        assert!(!v.is_empty(), "{what}: Some(\"\") for {}", hex(input));
-        assert_eq!(v.trim(), v, "{what}: untrimmed for {}", hex(input));
+        assert!(!v.is_empty(), "{what}: Some(\"\") for {}", hex_brief(input));
+        assert_eq!(v.trim(), v, "{what}: untrimmed for {}", hex_brief(input));
         assert!(
             !v.chars().any(char::is_control),
             "{what}: control character in {v:?} for {}",
-            hex(input)
+            hex_brief(input)
         );
     }
 }
@@ -664,7 +658,7 @@ fn summarize_never_panics_and_gives_clean_text_on_arbitrary_bytes() {
             panics.load(std::sync::atomic::Ordering::SeqCst),
             0,
             "a panic inside summarize (caught) for {}",
-            hex(&raw)
+            hex_brief(&raw)
         );
     }
 }
@@ -768,7 +762,7 @@ fn summarize_decodes_generated_headers_whatever_the_line_ends_and_body() {
                 s.subject.as_deref(),
                 Some(subject.as_str()),
                 "{}",
-                hex(&raw)
+                hex_brief(&raw)
             );
             assert_eq!(
                 s.from_addr.as_deref(),
@@ -1038,7 +1032,7 @@ fn imap_parse_reads_back_generated_fetch_list_and_status_responses() {
         resp.extend_from_slice(b")\r\n");
         let parsed = case("fetch round trip", i, &resp, || parse::parse(&resp));
         let Ok(Response::Untagged(Untagged::Fetch { seq: s, items: got })) = parsed else {
-            panic!("case {i}: {parsed:?} for {}", hex(&resp));
+            panic!("case {i}: {parsed:?} for {}", hex_brief(&resp));
         };
         assert_eq!(s, seq);
         let get = |k: &[u8]| {
@@ -1051,7 +1045,7 @@ fn imap_parse_reads_back_generated_fetch_list_and_status_responses() {
             get(b"BODY[]").and_then(|v| v.bytes().map(<[u8]>::to_vec)),
             Some(body.clone()),
             "case {i}: {}",
-            hex(&resp)
+            hex_brief(&resp)
         );
         assert_eq!(
             get(b"MODSEQ"),
@@ -1079,9 +1073,14 @@ fn imap_parse_reads_back_generated_fetch_list_and_status_responses() {
         list.extend_from_slice(b"\r\n");
         match case("list round trip", i, &list, || parse::parse(&list)) {
             Ok(Response::Untagged(Untagged::List { name: n, .. })) => {
-                assert_eq!(n.as_ref(), name.as_slice(), "case {i}: {}", hex(&list))
+                assert_eq!(
+                    n.as_ref(),
+                    name.as_slice(),
+                    "case {i}: {}",
+                    hex_brief(&list)
+                )
             }
-            other => panic!("case {i}: {other:?} for {}", hex(&list)),
+            other => panic!("case {i}: {other:?} for {}", hex_brief(&list)),
         }
         let (uidnext, uidvalidity) = (rng.next() as u32, rng.next() as u32);
         let mut status = b"* STATUS ".to_vec();
@@ -1095,7 +1094,7 @@ fn imap_parse_reads_back_generated_fetch_list_and_status_responses() {
                 assert!(items.contains(&(b"UIDNEXT".as_slice(), u64::from(uidnext))));
                 assert!(items.contains(&(b"UIDVALIDITY".as_slice(), u64::from(uidvalidity))));
             }
-            other => panic!("case {i}: {other:?} for {}", hex(&status)),
+            other => panic!("case {i}: {other:?} for {}", hex_brief(&status)),
         }
     }
 }
@@ -1110,12 +1109,17 @@ fn imap_literal_announcement_is_found_exactly_at_the_line_end() {
         let eol: &[u8] = if rng.chance(4) { b"\n" } else { b"\r\n" };
         let line = [prefix.as_slice(), format!("{{{n}{plus}}}").as_bytes(), eol].concat();
         let got = case("literal_announced", i, &line, || literal_announced(&line));
-        assert_eq!(got, Some(n), "case {i}: {}", hex(&line));
+        assert_eq!(got, Some(n), "case {i}: {}", hex_brief(&line));
         // Anything after the brace on the line: not an announcement.
         let mut tail = line[..line.len() - eol.len()].to_vec();
         tail.extend_from_slice(b" x");
         tail.extend_from_slice(eol);
-        assert_eq!(literal_announced(&tail), None, "case {i}: {}", hex(&tail));
+        assert_eq!(
+            literal_announced(&tail),
+            None,
+            "case {i}: {}",
+            hex_brief(&tail)
+        );
         // Without the line end: not a complete line, not an announcement.
         assert_eq!(literal_announced(&line[..line.len() - eol.len()]), None);
     }
@@ -1203,13 +1207,6 @@ fn no_bare_lf(b: &[u8]) -> bool {
         .all(|(i, c)| *c != b'\n' || (i > 0 && b[i - 1] == b'\r'))
 }
 
-/// The header block of a CRLF message: up to the first empty line.
-fn header_of(b: &[u8]) -> &[u8] {
-    b.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(b, |p| &b[..p + 2])
-}
-
 /// Names of the header fields (lines not starting with white space).
 fn field_names(header: &[u8]) -> Vec<String> {
     header
@@ -1263,7 +1260,7 @@ fn outbox_check_and_wire_on_arbitrary_bytes() {
                 assert!(
                     !field_names(header_of(&w)).iter().any(|n| n == "bcc"),
                     "Bcc on the wire: {}",
-                    hex(&w)
+                    hex_brief(&w)
                 );
             }
         });
@@ -1358,6 +1355,10 @@ fn outbox_wire_keeps_the_envelope_drops_only_bcc_and_injection_is_refused() {
         let mut bad = raw.clone();
         bad.splice(subj..subj, inject.iter().copied());
         let err = check(&bad, "acct@example.com");
-        assert!(err.is_err(), "case {i}: injection accepted: {}", hex(&bad));
+        assert!(
+            err.is_err(),
+            "case {i}: injection accepted: {}",
+            hex_brief(&bad)
+        );
     }
 }

@@ -11,31 +11,14 @@
 
 mod support;
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 use support::engine::*;
 use support::{
-    CertChoice, Dovecot, DovecotOptions, FakeFolder, FakeImap, FakeImapOptions, FakeTls,
+    text, CertChoice, Dovecot, DovecotOptions, FakeFolder, FakeImap, FakeImapOptions, FakeTls,
     ScriptedSmtp, ScriptedSmtpOptions, SilentServer, SmtpTls, TempHome,
 };
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn account_error(home: &TempHome, acntid: i64) -> String {
-    db(home)
-        .query_row(
-            "SELECT last_error FROM email_accounts WHERE acntid = ?",
-            [acntid],
-            |r| r.get::<_, Option<String>>(0),
-        )
-        .expect("account")
-        .unwrap_or_default()
-}
 
 /// Whether any command the server received is a LOGIN (or AUTHENTICATE).
 fn login_seen(fake: &FakeImap) -> bool {
@@ -84,7 +67,7 @@ fn imap_certificates_from_an_untrusted_ca_are_refused_before_login() {
     ];
     let out = run(&home, &[], 75);
     for acntid in cases {
-        let err = account_error(&home, acntid);
+        let err = account_error(&home, acntid).unwrap_or_default();
         assert!(
             err.contains("TLS handshake failed") && err.contains("certificate verify failed"),
             "account {acntid}: {err}"
@@ -164,7 +147,7 @@ fn starttls_missing_refused_or_tampered_with_never_falls_back_to_plaintext() {
     let ok = add_account_with(&home, "starttls", good.port(), "alice", "fake-secret");
     run(&home, &[], 75);
     for ((fake, why), acntid) in cases.iter().zip(ids) {
-        let err = account_error(&home, acntid);
+        let err = account_error(&home, acntid).unwrap_or_default();
         assert!(err.contains(why), "{why}: {err}");
         assert!(
             !login_seen(fake),
@@ -173,7 +156,7 @@ fn starttls_missing_refused_or_tampered_with_never_falls_back_to_plaintext() {
         );
     }
     // The control: LOGIN went out, over TLS only, and the mail came in.
-    assert_eq!(account_error(&home, ok), "");
+    assert_eq!(account_error(&home, ok).unwrap_or_default(), "");
     let logins: Vec<bool> = good
         .commands()
         .iter()
@@ -200,9 +183,11 @@ fn plain_is_used_only_when_an_account_says_so() {
     let tls = add_account_with(&home, "tls", fake.port(), "alice", "fake-secret");
     run(&home, &[], 75);
     assert!(
-        account_error(&home, tls).contains("TLS handshake failed"),
-        "{}",
         account_error(&home, tls)
+            .unwrap_or_default()
+            .contains("TLS handshake failed"),
+        "{}",
+        account_error(&home, tls).unwrap_or_default()
     );
     assert!(fake.connections() >= 1);
     // (what it recorded is the TLS ClientHello, cut at its 0x0a bytes)
@@ -224,9 +209,11 @@ fn plain_is_used_only_when_an_account_says_so() {
         let before = fake.connections();
         run(&home, &["--force"], 75);
         assert!(
-            account_error(&home, tls).contains("unknown security"),
-            "{bad:?}: {}",
             account_error(&home, tls)
+                .unwrap_or_default()
+                .contains("unknown security"),
+            "{bad:?}: {}",
+            account_error(&home, tls).unwrap_or_default()
         );
         assert_eq!(
             fake.connections(),
@@ -245,9 +232,9 @@ fn plain_is_used_only_when_an_account_says_so() {
     assert_eq!(fake.connections(), before, "NULL: the server was contacted");
 
     // `account add` accepts only the three words
-    let out = home
-        .engine()
-        .args([
+    let out = engine(
+        &home,
+        &[
             "account",
             "add",
             "--email",
@@ -256,10 +243,8 @@ fn plain_is_used_only_when_an_account_says_so() {
             "localhost",
             "--imap-security",
             "none",
-        ])
-        .stdin(Stdio::piped())
-        .output()
-        .expect("account add");
+        ],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 
     // plain when chosen: LOGIN in the clear, mail synced
@@ -309,28 +294,16 @@ fn passwords_never_appear_in_ps_logs_status_or_errors() {
             password: smtp_pw,
         },
     );
-    let mut child = home
-        .engine()
-        .args(["outbox", "add", "--account", &carol.to_string(), "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("outbox add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"From: carol@example.com\r\nTo: x@example.org\r\nSubject: s\r\n\r\nb\r\n")
-        .expect("write");
-    assert!(child
-        .wait_with_output()
-        .expect("outbox add")
-        .status
-        .success());
+    let raw = b"From: carol@example.com\r\nTo: x@example.org\r\nSubject: s\r\n\r\nb\r\n";
+    assert!(outbox_add(&home, carol, raw).status.success());
 
     let out = run(&home, &[], 75);
-    assert!(account_error(&home, a).contains("login as alice refused"));
-    assert!(account_error(&home, b).contains("login as alice refused"));
+    assert!(account_error(&home, a)
+        .unwrap_or_default()
+        .contains("login as alice refused"));
+    assert!(account_error(&home, b)
+        .unwrap_or_default()
+        .contains("login as alice refused"));
     let smtp_err: String = db(&home)
         .query_row("SELECT last_error FROM email_outbox", [], |r| r.get(0))
         .expect("outbox row");
@@ -369,35 +342,10 @@ fn passwords_never_appear_in_ps_logs_status_or_errors() {
 // ---------------------------------------------------------------------------
 // files
 
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
-/// Every directory under pid/ data/ logs/ is 2770 and every file 0660.
-fn assert_private(home: &TempHome, when: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    for dir in ["pid", "data", "logs"] {
-        let d = home.path().join(dir);
-        assert_eq!(mode(&d), 0o2770, "{when}: {dir}/ is {:o}", mode(&d));
-        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
-            let m = mode(&e.path());
-            let name = format!("{dir}/{}", e.file_name().to_string_lossy());
-            assert_eq!(m & 0o007, 0, "{when}: {name} is world-accessible ({m:o})");
-            assert_eq!(m, 0o660, "{when}: {name} is {m:o}");
-            seen.push(name);
-        }
-    }
-    seen
-}
-
-/// `engine --home HOME ARGS` started from a shell whose umask is 000.
-fn engine_umask0(home: &TempHome, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
+/// `engine --home HOME ARGS` as started from a shell whose umask is 000.
+fn engine_umask0_cmd(home: &TempHome, args: &[&str]) -> Command {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
         .arg("umask 000; exec \"$@\"")
         .arg("sh")
         .arg(env!("CARGO_BIN_EXE_engine"))
@@ -405,19 +353,13 @@ fn engine_umask0(home: &TempHome, args: &[&str], stdin: &[u8]) -> Output {
         .arg(home.path())
         .args(args)
         .env_remove("BACKPROC_HOME")
-        .env_remove("BACKPROC_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("stdin");
-    child.wait_with_output().expect("wait")
+        .env_remove("BACKPROC_CONFIG");
+    cmd
+}
+
+/// [`engine_umask0_cmd`] run with `stdin` on its stdin; the output.
+fn engine_umask0(home: &TempHome, args: &[&str], stdin: &[u8]) -> Output {
+    output_with_stdin(&mut engine_umask0_cmd(home, args), stdin)
 }
 
 #[test]
@@ -460,16 +402,7 @@ fn files_stay_private_under_a_careless_umask_and_loose_modes_are_repaired() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     // A live run (the stalled account keeps it going): -wal and -shm too.
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg("umask 000; exec \"$@\"")
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_engine"))
-        .arg("--home")
-        .arg(home.path())
-        .args(["run", "--no-outbox"])
-        .env_remove("BACKPROC_HOME")
-        .env_remove("BACKPROC_CONFIG")
+    let mut child = engine_umask0_cmd(&home, &["run", "--no-outbox"])
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn run");
@@ -640,30 +573,27 @@ fn quotes_and_sql_in_names_are_stored_verbatim_and_break_nothing() {
     }
     let home = TempHome::new();
     config(&home, &dovecot, "");
-    let mut child = home
-        .engine()
-        .args([
+    let out = engine_with(
+        &home,
+        &[
             "account",
             "add",
             "--email",
             "o'brien@example.com",
             "--usrid",
             "7",
-        ])
-        .args(["--imap-host", "localhost", "--imap-port"])
-        .arg(dovecot.imaps_port().to_string())
-        .args(["--imap-security", "tls", "--imap-login", user])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("account add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("password");
-    let out = child.wait_with_output().expect("account add");
+            "--imap-host",
+            "localhost",
+            "--imap-port",
+            &dovecot.imaps_port().to_string(),
+            "--imap-security",
+            "tls",
+            "--imap-login",
+            user,
+        ],
+        &[],
+        format!("{password}\n").as_bytes(),
+    );
     assert!(out.status.success());
     let acntid: i64 = text(&out.stdout).trim().parse().expect("acntid");
     run(&home, &[], 0);

@@ -467,13 +467,7 @@ fn a_stalled_server_costs_about_two_timeouts_and_others_still_sync() {
         home.log("l-debug.log")
     );
     assert_mirror(&home, &dovecot, "alice", good, "INBOX");
-    let err: Option<String> = db(&home)
-        .query_row(
-            "SELECT last_error FROM email_accounts WHERE acntid = ?",
-            [stalled],
-            |r| r.get(0),
-        )
-        .expect("account");
+    let err = account_error(&home, stalled);
     let err = err.expect("last_error set");
     assert!(err.contains("no answer"), "{err}");
     assert!(home
@@ -499,13 +493,7 @@ fn a_wrong_password_fails_only_that_account() {
     let out = run(&home, &[], 75);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("not-the-password"));
     assert_mirror(&home, &dovecot, "carol", good, "INBOX");
-    let err: Option<String> = db(&home)
-        .query_row(
-            "SELECT last_error FROM email_accounts WHERE acntid = ?",
-            [bad],
-            |r| r.get(0),
-        )
-        .expect("account");
+    let err = account_error(&home, bad);
     assert!(err.expect("last_error").contains("login as bob refused"));
     for log in ["l-debug.log", "l-info.log", "l-threading-error.txt"] {
         assert!(
@@ -521,13 +509,7 @@ fn a_wrong_password_fails_only_that_account() {
     )
     .expect("fix password");
     run(&home, &["--force"], 0);
-    let err: Option<String> = db(&home)
-        .query_row(
-            "SELECT last_error FROM email_accounts WHERE acntid = ?",
-            [bad],
-            |r| r.get(0),
-        )
-        .expect("account");
+    let err = account_error(&home, bad);
     assert_eq!(err, None);
     assert_mirror(&home, &dovecot, "bob", bad, "INBOX");
 }

@@ -315,14 +315,7 @@ impl Dovecot {
 
     /// The master and all its live children (imap-login, imap, auth, ...).
     pub fn pids(&self) -> Vec<u32> {
-        match self.master_pid() {
-            Some(m) if process::alive(m) => {
-                let mut v = vec![m];
-                v.extend(process::children(m));
-                v
-            }
-            _ => Vec::new(),
-        }
+        process::with_children(self.master_pid())
     }
 
     /// Stops gracefully like a real shutdown (SIGTERM to the master: clients

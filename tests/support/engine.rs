@@ -1,10 +1,10 @@
 //! Helpers for tests that drive the engine binary: accounts, runs, the
 //! database, and the comparison of the store with the server.
 
-use super::{Dovecot, TempHome};
+use super::{mode_of, text, Dovecot, TempHome};
 use rusqlite::Connection;
 use std::io::Write;
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 /// A test message: unique Message-ID, a Polish subject in RFC 2047, a body
 /// of about `size` bytes.
@@ -50,9 +50,8 @@ pub fn add_account_with(
     user: &str,
     password: &str,
 ) -> i64 {
-    let mut child = home
-        .engine()
-        .args(["account", "add", "--email"])
+    let mut cmd = home.engine();
+    cmd.args(["account", "add", "--email"])
         .arg(format!("{user}@example.com"))
         .args(["--imap-host", "localhost", "--imap-port"])
         .arg(port.to_string())
@@ -63,25 +62,17 @@ pub fn add_account_with(
             user,
             "--usrid",
             "7",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn engine account add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write password");
-    let out = child.wait_with_output().expect("account add");
-    assert!(
-        out.status.success(),
-        "account add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+        ]);
+    added(output_with_stdin(
+        &mut cmd,
+        format!("{password}\n").as_bytes(),
+    ))
+}
+
+/// The acntid that a successful `account add` printed.
+fn added(out: Output) -> i64 {
+    assert!(out.status.success(), "account add: {}", text(&out.stderr));
+    text(&out.stdout)
         .trim()
         .parse()
         .expect("account add prints the acntid")
@@ -100,60 +91,84 @@ pub struct Side<'a> {
 /// on both sides, usrid 7) through `engine account add`; the two passwords
 /// go through stdin (first line IMAP, second SMTP), never argv.
 pub fn add_account_smtp(home: &TempHome, user: &str, imap: Side<'_>, smtp: Side<'_>) -> i64 {
-    let mut child = home
-        .engine()
-        .args(["account", "add", "--email"])
+    let mut cmd = home.engine();
+    cmd.args(["account", "add", "--email"])
         .arg(format!("{user}@example.com"))
         .args(["--usrid", "7", "--imap-host", "localhost", "--imap-port"])
         .arg(imap.port.to_string())
         .args(["--imap-security", imap.security, "--imap-login", user])
         .args(["--smtp-host", "localhost", "--smtp-port"])
         .arg(smtp.port.to_string())
-        .args(["--smtp-security", smtp.security, "--smtp-login", user])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn engine account add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{}\n{}\n", imap.password, smtp.password).as_bytes())
-        .expect("write passwords");
-    let out = child.wait_with_output().expect("account add");
-    assert!(
-        out.status.success(),
-        "account add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("account add prints the acntid")
+        .args(["--smtp-security", smtp.security, "--smtp-login", user]);
+    let passwords = format!("{}\n{}\n", imap.password, smtp.password);
+    added(output_with_stdin(&mut cmd, passwords.as_bytes()))
 }
 
+/// Runs `cmd` with `stdin` written to its stdin (then closed) and its
+/// stdout and stderr captured. A child that exits without reading its
+/// stdin is fine: a broken pipe is ignored.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    let mut pipe = child.stdin.take().expect("stdin");
+    let _ = pipe.write_all(stdin);
+    drop(pipe);
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait for {program}: {e}"))
+}
+
+/// Runs `engine ARGS` with `env` added and `stdin` on its stdin; the output.
+pub fn engine_with(home: &TempHome, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
+    let mut cmd = home.engine();
+    cmd.args(args).envs(env.iter().copied());
+    output_with_stdin(&mut cmd, stdin)
+}
+
+/// Runs `engine ARGS`, nothing on stdin; the output.
 pub fn engine(home: &TempHome, args: &[&str]) -> Output {
-    home.engine().args(args).output().expect("run engine")
+    engine_with(home, args, &[], b"")
+}
+
+/// Runs `engine ARGS` with `env` added and asserts the exit code; the output.
+pub fn expect_code(home: &TempHome, args: &[&str], env: &[(&str, &str)], code: i32) -> Output {
+    let out = engine_with(home, args, env, b"");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "engine {args:?}\nstdout: {}\nstderr: {}\nlog:\n{}",
+        text(&out.stdout),
+        text(&out.stderr),
+        home.log("l-debug.log")
+    );
+    out
 }
 
 /// Runs `engine run ARGS` and asserts the exit code.
 pub fn run(home: &TempHome, args: &[&str], code: i32) -> Output {
     let mut all = vec!["run"];
     all.extend_from_slice(args);
-    let out = engine(home, &all);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "engine run {args:?}: stderr {}\nlog:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        home.log("l-debug.log")
-    );
-    out
+    expect_code(home, &all, &[], code)
 }
 
 pub fn db(home: &TempHome) -> Connection {
     Connection::open(home.db_path()).expect("open db")
+}
+
+/// The account's `last_error` (None when it has none).
+pub fn account_error(home: &TempHome, acntid: i64) -> Option<String> {
+    db(home)
+        .query_row(
+            "SELECT last_error FROM email_accounts WHERE acntid = ?",
+            [acntid],
+            |r| r.get(0),
+        )
+        .expect("account")
 }
 
 /// The folder's id by its UTF-8 name.
@@ -234,6 +249,26 @@ pub fn integrity_ok(home: &TempHome) {
     assert_eq!(r, "ok");
 }
 
+/// Every directory under pid/ data/ logs/ is 2770 and every file in them
+/// 0660 (none world-accessible); `when` names the moment in the messages.
+/// Returns the files seen, as `dir/name`.
+pub fn assert_private(home: &TempHome, when: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    for dir in ["pid", "data", "logs"] {
+        let d = home.path().join(dir);
+        assert_eq!(mode_of(&d), 0o2770, "{when}: {dir}/ is {:o}", mode_of(&d));
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let e = e.expect("dir entry");
+            let m = mode_of(&e.path());
+            let name = format!("{dir}/{}", e.file_name().to_string_lossy());
+            assert_eq!(m & 0o007, 0, "{when}: {name} is world-accessible ({m:o})");
+            assert_eq!(m, 0o660, "{when}: {name} is {m:o}");
+            seen.push(name);
+        }
+    }
+    seen
+}
+
 /// None of `secrets` (passwords) appears in any file under `logs/`, in the
 /// output of the commands an administrator runs (`status`, the `list`s,
 /// `account show`), or in any `last_error` column.
@@ -297,21 +332,12 @@ pub fn assert_secret_nowhere(home: &TempHome, secrets: &[&str]) {
 
 /// `engine outbox add --account ACNTID -` with `raw` on stdin.
 pub fn outbox_add(home: &TempHome, acntid: i64, raw: &[u8]) -> Output {
-    let mut child = home
-        .engine()
-        .args(["outbox", "add", "--account", &acntid.to_string(), "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn outbox add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(raw)
-        .expect("write message");
-    child.wait_with_output().expect("outbox add")
+    engine_with(
+        home,
+        &["outbox", "add", "--account", &acntid.to_string(), "-"],
+        &[],
+        raw,
+    )
 }
 
 /// Queues `raw` and returns its emoid.

@@ -8,16 +8,13 @@
 //!
 //! The Python child binds port 0 itself and reports the port: no port race.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Child;
 
 use serde_json::{json, Value};
 
 use super::tls::TestCa;
-use super::{support_dir, wait_port, PYTHON};
+use super::{hex, start_python_helper};
 
 /// TLS mode of a [`FakeImap`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -256,33 +253,7 @@ impl FakeImap {
         });
         let cfg_path = dir.path().join("config.json");
         std::fs::write(&cfg_path, cfg.to_string()).expect("write config.json");
-        let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr.log");
-        let mut child = Command::new(PYTHON)
-            .arg(support_dir().join("fake_imap.py"))
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn fake_imap.py");
-        let stdout = child.stdout.take().expect("child stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let Some(port) = line
-            .strip_prefix("READY ")
-            .and_then(|p| p.trim().parse::<u16>().ok())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
-            panic!("fake_imap.py did not start: {line:?}\n{err}");
-        };
-        assert!(wait_port(port, Duration::from_secs(5)), "fake IMAP port");
+        let (child, port) = start_python_helper(dir.path(), &[], "fake_imap.py", &cfg_path);
         FakeImap {
             dir,
             child,
@@ -354,10 +325,6 @@ impl Drop for FakeImap {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn unhex(s: &str) -> Vec<u8> {

@@ -20,6 +20,13 @@
 //! - `fake_imap`: [`FakeImap`], a scripted IMAP server (`fake_imap.py`) that
 //!   sends chosen malformed responses for one folder, serves names Dovecot
 //!   refuses and messages byte for byte, and records every command it gets.
+//! - `engine`: driving the engine binary in a [`TempHome`] (`engine_with`,
+//!   `expect_code`, `run`, `add_account`, `queue`, ...), reading its database
+//!   (`db`, `stored`, `account_error`, ...) and checking it (`assert_mirror`,
+//!   `assert_private`, `assert_secret_nowhere`).
+//! - here: small helpers every test file may want: [`text`], [`hex`] and
+//!   [`hex_brief`], [`header_of`], [`mode_of`], waiting ([`wait_port`],
+//!   [`wait_until`]), free ports and the message [`corpus`].
 //!
 //! Rules every server here follows: 127.0.0.1 only, its own temp dir, its own
 //! free ports (a start that loses a port race retries with new ports), stopped
@@ -58,8 +65,11 @@ pub use smtp::{
 };
 pub use tls::TestCa;
 
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Debian's Python, which has `aiosmtpd` (a pyenv `python3` on PATH may not).
@@ -92,16 +102,9 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 /// Waits until 127.0.0.1:`port` accepts a TCP connection; false on timeout.
 pub fn wait_port(port: u16, timeout: Duration) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + timeout;
-    loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(timeout, || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    })
 }
 
 /// Polls `cond` every 10 ms until it holds; false if `timeout` passes first.
@@ -156,4 +159,89 @@ pub(crate) fn server_temp_dir(prefix: &str) -> tempfile::TempDir {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod temp dir");
     dir
+}
+
+/// Starts the Python helper `tests/support/SCRIPT CONFIG` (after
+/// `python_args`), its stderr into `DIR/stderr.log`, and waits for it to
+/// report `READY PORT` on stdout (30 s) and for that port to accept
+/// connections. Panics with its stderr if it does not start.
+pub(crate) fn start_python_helper(
+    dir: &Path,
+    python_args: &[&str],
+    script: &str,
+    config: &Path,
+) -> (Child, u16) {
+    let stderr = std::fs::File::create(dir.join("stderr.log")).expect("stderr.log");
+    let mut child = Command::new(PYTHON)
+        .args(python_args)
+        .arg(support_dir().join(script))
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {script} (run tests/install-deps.sh): {e}"));
+    let stdout = child.stdout.take().expect("child stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    let port = line
+        .strip_prefix("READY ")
+        .and_then(|p| p.trim().parse::<u16>().ok());
+    let Some(port) = port else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let err = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+        panic!("{script} did not start: {line:?}\n{err}");
+    };
+    assert!(
+        wait_port(port, Duration::from_secs(5)),
+        "{script}: port {port}"
+    );
+    (child, port)
+}
+
+/// Bytes as text, invalid UTF-8 replaced (for output and messages).
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Lowercase hex, two digits a byte, all of it: the byte-exact form the
+/// Python helpers read.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// [`hex`] for a failure message: the first 600 bytes, then
+/// `... (N bytes)` when there are more.
+pub fn hex_brief(b: &[u8]) -> String {
+    let shown = hex(&b[..b.len().min(600)]);
+    if b.len() > 600 {
+        format!("{shown}... ({} bytes)", b.len())
+    } else {
+        shown
+    }
+}
+
+/// The header block of a CRLF message, the empty line that ends it
+/// included; the whole message when it has no empty line.
+pub fn header_of(raw: &[u8]) -> &[u8] {
+    raw.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw, |p| &raw[..p + 4])
+}
+
+/// The permission bits (with setuid, setgid, sticky) of `path`; panics if
+/// it cannot be read.
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
 }

@@ -192,14 +192,7 @@ impl Postfix {
 
     /// The master and all its live children (smtpd, qmgr, pickup, ...).
     pub fn pids(&self) -> Vec<u32> {
-        match self.master_pid() {
-            Some(m) if process::alive(m) => {
-                let mut v = vec![m];
-                v.extend(process::children(m));
-                v
-            }
-            _ => Vec::new(),
-        }
+        process::with_children(self.master_pid())
     }
 
     /// Stops it: SIGTERM to the master pid (what `postfix stop` does, minus

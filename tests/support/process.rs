@@ -40,6 +40,19 @@ pub fn children(pid: u32) -> Vec<u32> {
     out
 }
 
+/// `master` and its live children, the whole of a Dovecot or Postfix;
+/// empty when `master` is None or gone.
+pub fn with_children(master: Option<u32>) -> Vec<u32> {
+    match master {
+        Some(m) if alive(m) => {
+            let mut v = vec![m];
+            v.extend(children(m));
+            v
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Process group of `pid`.
 pub fn process_group(pid: u32) -> Option<u32> {
     stat(pid).map(|(_, _, pgrp)| pgrp)

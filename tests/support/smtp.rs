@@ -5,18 +5,17 @@
 //! - [`SilentServer`]: accepts TCP connections and never sends a byte (a
 //!   stalled server, for timeout tests; works for IMAP as well as SMTP).
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::start_python_helper;
 use super::tls::TestCa;
-use super::{support_dir, wait_port, PYTHON};
 
 /// TLS mode of a [`ScriptedSmtp`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -178,38 +177,8 @@ impl ScriptedSmtp {
         let cfg_path = dir.path().join("config.json");
         std::fs::write(&cfg_path, cfg.to_string()).expect("write config.json");
         write_rules(dir.path(), &opts.rules);
-        let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr.log");
-        let mut child = Command::new(PYTHON)
-            .arg("-W")
-            .arg("ignore")
-            .arg(support_dir().join("scripted_smtp.py"))
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn scripted_smtp.py (run tests/install-deps.sh)");
-        let stdout = child.stdout.take().expect("child stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let port = line
-            .strip_prefix("READY ")
-            .and_then(|p| p.trim().parse::<u16>().ok());
-        let Some(port) = port else {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
-            panic!("scripted_smtp.py did not start: {line:?}\n{err}");
-        };
-        assert!(
-            wait_port(port, Duration::from_secs(5)),
-            "scripted SMTP port"
-        );
+        let (child, port) =
+            start_python_helper(dir.path(), &["-W", "ignore"], "scripted_smtp.py", &cfg_path);
         ScriptedSmtp {
             dir,
             child,
