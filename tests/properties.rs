@@ -1246,7 +1246,7 @@ fn outbox_check_and_wire_on_arbitrary_bytes() {
             }
             if let Ok(env) = verdict {
                 accepted += 1;
-                let (hend, _) = backproc::outbox::message::header_end(&raw);
+                let (hend, _) = backproc::message::header_end(&raw);
                 let head = &raw[..hend];
                 assert!(!head.contains(&0), "NUL accepted in the header");
                 assert!(
@@ -1303,7 +1303,7 @@ fn outbox_wire_keeps_the_envelope_drops_only_bcc_and_injection_is_refused() {
         raw.extend_from_slice(&rng.tokens(MAIL_TOKENS, 20));
         if lf {
             // a message written on Unix: bare LF throughout the header
-            let (hend, _) = backproc::outbox::message::header_end(&raw);
+            let (hend, _) = backproc::message::header_end(&raw);
             let head = String::from_utf8_lossy(&raw[..hend]).replace("\r\n", "\n");
             raw = [head.as_bytes(), b"\n", &raw[hend + 2..]].concat();
         }
@@ -1329,8 +1329,8 @@ fn outbox_wire_keeps_the_envelope_drops_only_bcc_and_injection_is_refused() {
         let no_bcc: Vec<String> = to.iter().chain(&cc).cloned().collect();
         assert_eq!(sorted(&again.rcpt_to), sorted(&no_bcc), "case {i}");
         // The body is not touched beyond line ends.
-        let body_in = &raw[backproc::outbox::message::header_end(&raw).1..];
-        let body_out = &w[backproc::outbox::message::header_end(&w).1..];
+        let body_in = &raw[backproc::message::header_end(&raw).1..];
+        let body_out = &w[backproc::message::header_end(&w).1..];
         assert_eq!(
             String::from_utf8_lossy(body_out).replace("\r\n", "\n"),
             String::from_utf8_lossy(body_in).replace("\r\n", "\n"),

@@ -8,6 +8,7 @@
 //! Bcc field removed, a Message-ID added when missing. The stored `raw` is
 //! never changed.
 
+use crate::message::header_end;
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
 use std::str::FromStr;
 
@@ -21,8 +22,6 @@ pub struct Envelope {
     /// The Message-ID without angle brackets, when the message has one.
     pub message_id: Option<String>,
 }
-
-pub use crate::message::header_end;
 
 /// Why a message cannot be queued, for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
