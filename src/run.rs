@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::lock::{self, Acquire};
-use crate::logging::THREADING;
+use crate::logging::{chain, THREADING};
 use crate::pool::{self, AccountWork, Outcome, Progress};
 use crate::schedule::{self, FolderInput, Settings, Task};
 use crate::store::{self, Account, Location, Store};
@@ -118,7 +118,6 @@ pub fn run(
         );
     }
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(config.max_run_time.max(1) as u64);
     let tls =
         crate::net::Tls::new(config.tls_ca_file.as_deref()).map_err(|source| Error::CaFile {
             config: layout.config.clone(),
@@ -130,65 +129,18 @@ pub fn run(
     store.ensure_inboxes()?;
     let (writer, writer_thread) = Writer::spawn(Store::connect(&at)?)
         .map_err(|e| Error::other("cannot start the database writer", e))?;
-
-    let sync_on = config.sync_enabled && !opts.no_sync;
-    let outbox_on = config.outbox_enabled && !opts.no_outbox;
-    let sync_done = AtomicBool::new(!sync_on);
-    let clock = || chrono::Utc::now().timestamp();
-    let drain = crate::outbox::Drain {
+    let cycle = Cycle {
         config,
+        opts,
+        now,
+        deadline: started + Duration::from_secs(config.max_run_time.max(1) as u64),
+        at: &at,
         tls: &tls,
-        clock: &clock,
-        deadline,
-        only: &opts.accounts,
+        store: &store,
+        writer: &writer,
+        progress,
     };
-    let (outcomes, outbox_failed) = std::thread::scope(|scope| -> Result<_> {
-        let outbox = if outbox_on {
-            let (at, drain, sync_done) = (&at, &drain, &sync_done);
-            let name = format!("t{}", config.max_threads.saturating_add(1));
-            let spawned = std::thread::Builder::new()
-                .name(name)
-                .spawn_scoped(scope, move || crate::outbox::drain(at, drain, sync_done))
-                .map_err(|e| Error::other("cannot start the outbox thread", e))?;
-            Some(spawned)
-        } else {
-            None
-        };
-        let mut outcomes = Vec::new();
-        if sync_on {
-            let pool = pool::Settings {
-                max_threads: config.max_threads as usize,
-                max_connections: config.max_connections_per_account,
-                io_timeout: Duration::from_secs(config.io_timeout),
-                deadline,
-                now,
-                limits: Limits {
-                    max_message_size: config.max_message_size,
-                    ..Limits::default()
-                },
-                tls: &tls,
-                store: at.clone(),
-            };
-            outcomes = sync(&store, config, opts, &pool, &writer, progress)?;
-            sync_done.store(true, Ordering::SeqCst);
-            if let Some(h) = &outbox {
-                h.thread().unpark();
-            }
-        }
-        let outbox_failed = match outbox.map(|h| h.join()) {
-            None | Some(Ok(Ok(0))) => 0,
-            Some(Ok(Ok(failed))) => failed,
-            Some(Ok(Err(e))) => {
-                log::error!(target: THREADING, "outbox: {}", crate::logging::chain(&e));
-                1
-            }
-            Some(Err(_)) => {
-                log::error!(target: THREADING, "outbox: the thread panicked");
-                1
-            }
-        };
-        Ok((outcomes, outbox_failed))
-    })?;
+    let done = cycle.sync_and_send();
     let locked_out = writer.locked_out();
     drop(writer);
     let _ = writer_thread.join();
@@ -200,6 +152,7 @@ pub fn run(
             "the run stopped: {why}"
         ))));
     }
+    let (outcomes, outbox_failed) = done?;
     let failed = outcomes.iter().filter(|o| **o == Outcome::Failed).count() + outbox_failed;
     let left = outcomes.iter().filter(|o| **o == Outcome::Left).count();
     if left > 0 {
@@ -211,6 +164,101 @@ pub fn run(
         outcomes.len()
     );
     Ok(Report::Completed { failed })
+}
+
+/// What the sync and the outbox of a run share.
+struct Cycle<'a> {
+    config: &'a Config,
+    opts: &'a Options,
+    /// The run's plan time.
+    now: i64,
+    /// No new work starts after this (`BG_MAX_RUN_TIME`).
+    deadline: Instant,
+    at: &'a Location,
+    tls: &'a crate::net::Tls,
+    /// The run's own connection: the plan is read through it.
+    store: &'a Store,
+    writer: &'a Writer,
+    progress: &'a dyn Progress,
+}
+
+impl Cycle<'_> {
+    /// The sync on the worker pool and the outbox on a thread of its own,
+    /// side by side: the outbox is polled while the sync goes on and
+    /// drained once more when it ends. Returns the sync's outcomes and the
+    /// number of messages that failed.
+    fn sync_and_send(&self) -> Result<(Vec<Outcome>, usize)> {
+        let config = self.config;
+        let sync_on = config.sync_enabled && !self.opts.no_sync;
+        let outbox_on = config.outbox_enabled && !self.opts.no_outbox;
+        let sync_done = AtomicBool::new(!sync_on);
+        let clock = || chrono::Utc::now().timestamp();
+        let drain = crate::outbox::Drain {
+            config,
+            tls: self.tls,
+            clock: &clock,
+            deadline: self.deadline,
+            only: &self.opts.accounts,
+        };
+        std::thread::scope(|scope| {
+            let outbox = if outbox_on {
+                let (at, drain, sync_done) = (self.at, &drain, &sync_done);
+                let name = format!("t{}", config.max_threads.saturating_add(1));
+                let spawned = std::thread::Builder::new()
+                    .name(name)
+                    .spawn_scoped(scope, move || crate::outbox::drain(at, drain, sync_done))
+                    .map_err(|e| Error::other("cannot start the outbox thread", e))?;
+                Some(spawned)
+            } else {
+                None
+            };
+            let outcomes = if sync_on { self.sync() } else { Ok(Vec::new()) };
+            sync_done.store(true, Ordering::SeqCst);
+            if let Some(h) = &outbox {
+                h.thread().unpark();
+            }
+            let outbox_failed = match outbox.map(|h| h.join()) {
+                None => 0,
+                Some(Ok(Ok(failed))) => failed,
+                Some(Ok(Err(e))) => {
+                    log::error!(target: THREADING, "outbox: {}", chain(&e));
+                    1
+                }
+                Some(Err(_)) => {
+                    log::error!(target: THREADING, "outbox: the thread panicked");
+                    1
+                }
+            };
+            Ok((outcomes?, outbox_failed))
+        })
+    }
+
+    /// The sync part of a run: the plan, then the workers.
+    fn sync(&self) -> Result<Vec<Outcome>> {
+        let (config, opts) = (self.config, self.opts);
+        let (tasks, accounts) =
+            plan_tasks(self.store, config, self.now, opts.force, &opts.accounts)?;
+        let deferred = tasks.iter().filter(|t| t.deferred).count();
+        if deferred > 0 {
+            log::info!("deferred {deferred} tasks");
+        }
+        self.progress.add_total(tasks.len() - deferred);
+        let settings = pool::Settings {
+            max_threads: config.max_threads as usize,
+            max_connections: config.max_connections_per_account,
+            io_timeout: Duration::from_secs(config.io_timeout),
+            deadline: self.deadline,
+            now: self.now,
+            limits: Limits {
+                max_message_size: config.max_message_size,
+                ..Limits::default()
+            },
+            tls: self.tls,
+            store: self.at.clone(),
+        };
+        let work = account_work(&tasks, &accounts);
+        Ok(pool::run(&settings, work, self.writer, self.progress))
+    }
 }
 
 /// Takes the run's lock; None when another run holds it (logged).
@@ -225,25 +273,6 @@ fn take_lock(layout: &Layout, now: i64) -> Result<Option<lock::RunLock>> {
         }
         Err(e) => Err(Error::layout(format!("cannot lock {}", path.display()), e)),
     }
-}
-
-/// The sync part of a run: the plan, then the workers.
-fn sync(
-    store: &Store,
-    config: &Config,
-    opts: &Options,
-    settings: &pool::Settings<'_>,
-    writer: &Writer,
-    progress: &dyn Progress,
-) -> Result<Vec<Outcome>> {
-    let (tasks, accounts) = plan_tasks(store, config, settings.now, opts.force, &opts.accounts)?;
-    let deferred = tasks.iter().filter(|t| t.deferred).count();
-    if deferred > 0 {
-        log::info!("deferred {deferred} tasks");
-    }
-    progress.add_total(tasks.len() - deferred);
-    let work = account_work(&tasks, &accounts);
-    Ok(pool::run(settings, work, writer, progress))
 }
 
 /// Groups the tasks that fit in this run by account, in run order.

@@ -258,83 +258,86 @@ fn due<Tz: TimeZone>(
         (true, false) => Class::Hi,
         (false, _) => Class::Lo,
     };
-    let task = |kind, overdue, reason: String| {
-        Some(Task {
-            acntid: f.acntid,
-            emfdid: f.emfdid,
-            kind,
-            class,
-            overdue,
-            reason,
-            deferred: false,
-        })
+    let who = match class {
+        Class::HiLoggedIn => "hi folder, owner logged in",
+        Class::Hi => "hi folder, owner not logged in",
+        Class::Lo => "lo folder",
     };
-    let who = match (f.hi, logged_in) {
-        (true, true) => "hi folder, owner logged in",
-        (true, false) => "hi folder, owner not logged in",
-        (false, _) => "lo folder",
+    let (kind, overdue, reason) = if f.emfdid.is_none() {
+        (Kind::Full, None, "new account: discover its folders".into())
+    } else if let Some(last_full) = f.last_full_sync_at {
+        if force {
+            (Kind::Full, Some(now - last_full), format!("{who}: --force"))
+        } else if let Some((kind, overdue, why)) = interval_due(f, last_full, logged_in, s, now, tz)
+        {
+            (kind, Some(overdue), format!("{who}: {why}"))
+        } else if f.pending_large {
+            let why = "large messages wait for their bodies";
+            (Kind::Recent, Some(0), format!("{who}: {why}"))
+        } else {
+            return None;
+        }
+    } else {
+        (Kind::Full, None, format!("{who}: never synced"))
     };
-    if f.emfdid.is_none() {
-        return task(Kind::Full, None, "new account: discover its folders".into());
-    }
-    let Some(last_full) = f.last_full_sync_at else {
-        return task(Kind::Full, None, format!("{who}: never synced"));
-    };
-    if force {
-        return task(Kind::Full, Some(now - last_full), format!("{who}: --force"));
-    }
+    Some(Task {
+        acntid: f.acntid,
+        emfdid: f.emfdid,
+        kind,
+        class,
+        overdue,
+        reason,
+        deferred: false,
+    })
+}
+
+/// Whether a synced folder is due by its intervals (hi) or its daily
+/// window (lo): the kind, how overdue, and why.
+fn interval_due<Tz: TimeZone>(
+    f: &FolderInput,
+    last_full: i64,
+    logged_in: bool,
+    s: &Settings,
+    now: i64,
+    tz: &Tz,
+) -> Option<(Kind, i64, String)> {
     let at = due_at(f, last_full, logged_in, s, now, tz);
-    if let Some(recent_at) = at.recent {
-        let (recent_int, full_int, suffix) = intervals(s, logged_in);
-        let last_recent = last_recent(f, last_full);
-        // Overdue counts from when the interval elapsed, without the grace.
-        let full_over = now - (at.full + s.grace);
-        let recent_over = now - (recent_at + s.grace);
-        let recent_due = now >= recent_at;
-        if now >= at.full {
-            return task(
-                Kind::Full,
-                Some(full_over.max(if recent_due { recent_over } else { full_over })),
-                format!(
-                    "{who}: full sync interval {full_int}s (FULL_SYNC_INTERVAL{suffix}) elapsed, last full sync {} ({}s ago)",
-                    local(tz, last_full),
-                    now - last_full
-                ),
-            );
-        }
-        if recent_due {
-            return task(
-                Kind::Recent,
-                Some(recent_over),
-                format!(
-                    "{who}: recent sync interval {recent_int}s (RECENT_SYNC_INTERVAL{suffix}) elapsed, last sync {} ({}s ago)",
-                    local(tz, last_recent),
-                    now - last_recent
-                ),
-            );
-        }
-    } else if now >= at.full {
+    let Some(recent_at) = at.recent else {
         let window = at.full;
-        return task(
-            Kind::Full,
-            Some(now - window),
-            format!(
-                "{who}: daily window {:02}:{:02} began {}, last full sync {}",
+        return (now >= window).then(|| {
+            let why = format!(
+                "daily window {:02}:{:02} began {}, last full sync {}",
                 s.lo_start.hour,
                 s.lo_start.minute,
                 local(tz, window),
                 local(tz, last_full)
-            ),
+            );
+            (Kind::Full, now - window, why)
+        });
+    };
+    let (recent_int, full_int, suffix) = intervals(s, logged_in);
+    // Overdue counts from when the interval elapsed, without the grace.
+    let full_over = now - (at.full + s.grace);
+    let recent_over = now - (recent_at + s.grace);
+    let recent_due = now >= recent_at;
+    if now >= at.full {
+        let why = format!(
+            "full sync interval {full_int}s (FULL_SYNC_INTERVAL{suffix}) elapsed, last full sync {} ({}s ago)",
+            local(tz, last_full),
+            now - last_full
         );
+        let overdue = full_over.max(if recent_due { recent_over } else { full_over });
+        return Some((Kind::Full, overdue, why));
     }
-    if f.pending_large {
-        return task(
-            Kind::Recent,
-            Some(0),
-            format!("{who}: large messages wait for their bodies"),
+    recent_due.then(|| {
+        let last_recent = last_recent(f, last_full);
+        let why = format!(
+            "recent sync interval {recent_int}s (RECENT_SYNC_INTERVAL{suffix}) elapsed, last sync {} ({}s ago)",
+            local(tz, last_recent),
+            now - last_recent
         );
-    }
-    None
+        (Kind::Recent, recent_over, why)
+    })
 }
 
 fn local<Tz: TimeZone>(tz: &Tz, t: i64) -> String {

@@ -122,24 +122,23 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
     }
 }
 
+/// A command's error as a recipient's outcome: 5xx permanent, 4xx
+/// temporary, anything else (network, timeout) temporary with the
+/// connection broken.
+fn classify(e: &lettre::transport::smtp::Error) -> (Delivery, bool) {
+    if e.is_permanent() {
+        (Delivery::Permanent(describe(e)), false)
+    } else if e.is_transient() {
+        (Delivery::Temporary(describe(e)), false)
+    } else {
+        (Delivery::Temporary(describe(e)), true)
+    }
+}
+
 /// Connects, secures (implicit TLS or STARTTLS, never a silent downgrade)
 /// and authenticates.
 pub fn connect(account: &Account, trust: &Tls, timeout: Duration) -> Result<Session, Error> {
-    let security = Security::from_str(&account.smtp_security)
-        .map_err(|e| Error::Settings(format!("account {}: smtp_security: {e}", account.acntid)))?;
-    let host = account
-        .smtp_host
-        .as_deref()
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| Error::Settings(format!("account {} has no smtp_host", account.acntid)))?
-        .to_string();
-    let port = match account.smtp_port {
-        None => security.default_smtp_port(),
-        Some(p) => u16::try_from(p).map_err(|_| {
-            Error::Settings(format!("account {}: bad smtp_port {p}", account.acntid))
-        })?,
-    };
+    let (host, port, security) = endpoint(account)?;
     let peer = format!("{host}:{port}");
     let tls_error = |why: String| Error::Tls {
         peer: peer.clone(),
@@ -210,6 +209,26 @@ pub fn connect(account: &Account, trust: &Tls, timeout: Duration) -> Result<Sess
         peer,
         give_up_at: None,
     })
+}
+
+/// The account's SMTP server: host, port (the usual one for its security
+/// when none is set) and security.
+fn endpoint(account: &Account) -> Result<(String, u16, Security), Error> {
+    let acntid = account.acntid;
+    let security = Security::from_str(&account.smtp_security)
+        .map_err(|e| Error::Settings(format!("account {acntid}: smtp_security: {e}")))?;
+    let host = account
+        .smtp_host
+        .as_deref()
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| Error::Settings(format!("account {acntid} has no smtp_host")))?;
+    let port = match account.smtp_port {
+        None => security.default_smtp_port(),
+        Some(p) => u16::try_from(p)
+            .map_err(|_| Error::Settings(format!("account {acntid}: bad smtp_port {p}")))?,
+    };
+    Ok((host.to_string(), port, security))
 }
 
 /// What it takes to open a session, for the helper thread.
@@ -290,64 +309,18 @@ impl Session {
             rcpts: rcpts.iter().map(|r| (r.clone(), d.clone())).collect(),
             broken,
         };
-        let classify = |e: &lettre::transport::smtp::Error| {
-            if e.is_permanent() {
-                (Delivery::Permanent(describe(e)), false)
-            } else if e.is_transient() {
-                (Delivery::Temporary(describe(e)), false)
-            } else {
-                (Delivery::Temporary(describe(e)), true)
-            }
-        };
-        let from_addr = match lettre::Address::from_str(from) {
-            Ok(a) => a,
-            Err(e) => return all(Delivery::Permanent(format!("sender '{from}': {e}")), false),
-        };
-        let info = self.conn.server_info();
-        let mut params = Vec::new();
-        if !wire.is_ascii() && info.supports_feature(Extension::EightBitMime) {
-            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-        }
-        if (!from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii()))
-            && info.supports_feature(Extension::SmtpUtfEight)
-        {
-            params.push(MailParameter::SmtpUtfEight);
-        }
-        if let Err(e) = self.conn.command(Mail::new(Some(from_addr), params)) {
-            let (d, broken) = classify(&e);
-            if !broken {
-                let _ = self.conn.command(Rset);
-            }
+        if let Err((d, broken)) = self.mail_from(from, rcpts, wire) {
             return all(d, broken);
         }
-        let mut out = Vec::new();
-        let mut accepted = Vec::new();
-        for r in rcpts {
-            let addr = match lettre::Address::from_str(r) {
-                Ok(a) => a,
-                Err(e) => {
-                    out.push((r.clone(), Delivery::Permanent(format!("'{r}': {e}"))));
-                    continue;
-                }
-            };
-            match self.conn.command(Rcpt::new(addr, vec![])) {
-                Ok(_) => accepted.push(r.clone()),
-                Err(e) => {
-                    let (d, broken) = classify(&e);
-                    out.push((r.clone(), d));
-                    if broken {
-                        let done: Vec<String> = out.iter().map(|(a, _)| a.clone()).collect();
-                        for rest in rcpts.iter().filter(|x| !done.contains(x)) {
-                            out.push((rest.clone(), Delivery::Temporary(describe(&e))));
-                        }
-                        return Attempt {
-                            rcpts: out,
-                            broken: true,
-                        };
-                    }
+        let (mut out, accepted) = match self.rcpt_to(rcpts) {
+            Ok(both) => both,
+            Err(out) => {
+                return Attempt {
+                    rcpts: out,
+                    broken: true,
                 }
             }
-        }
+        };
         if accepted.is_empty() {
             let _ = self.conn.command(Rset);
             return Attempt {
@@ -365,34 +338,101 @@ impl Session {
                 broken: true,
             };
         }
+        let (d, broken) = match self.data(wire) {
+            Ok(()) => (Delivery::Accepted, false),
+            Err(failed) => failed,
+        };
+        out.extend(accepted.into_iter().map(|a| (a, d.clone())));
+        Attempt { rcpts: out, broken }
+    }
+
+    /// MAIL FROM, with 8BITMIME and SMTPUTF8 when the message needs them
+    /// and the server offers them. Err: the outcome for every recipient.
+    fn mail_from(
+        &mut self,
+        from: &str,
+        rcpts: &[String],
+        wire: &[u8],
+    ) -> Result<(), (Delivery, bool)> {
+        let from_addr = lettre::Address::from_str(from)
+            .map_err(|e| (Delivery::Permanent(format!("sender '{from}': {e}")), false))?;
+        let info = self.conn.server_info();
+        let mut params = Vec::new();
+        if !wire.is_ascii() && info.supports_feature(Extension::EightBitMime) {
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        if (!from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii()))
+            && info.supports_feature(Extension::SmtpUtfEight)
+        {
+            params.push(MailParameter::SmtpUtfEight);
+        }
+        self.conn
+            .command(Mail::new(Some(from_addr), params))
+            .map(|_| ())
+            .map_err(|e| self.failed(&e))
+    }
+
+    /// RCPT TO for each recipient: (the refused ones with their outcome,
+    /// the accepted ones). Err: the connection broke; every recipient's
+    /// outcome.
+    fn rcpt_to(
+        &mut self,
+        rcpts: &[String],
+    ) -> Result<(Vec<(String, Delivery)>, Vec<String>), Vec<(String, Delivery)>> {
+        let mut out = Vec::new();
+        let mut accepted = Vec::new();
+        for r in rcpts {
+            let addr = match lettre::Address::from_str(r) {
+                Ok(a) => a,
+                Err(e) => {
+                    out.push((r.clone(), Delivery::Permanent(format!("'{r}': {e}"))));
+                    continue;
+                }
+            };
+            let e = match self.conn.command(Rcpt::new(addr, vec![])) {
+                Ok(_) => {
+                    accepted.push(r.clone());
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let (d, broken) = classify(&e);
+            out.push((r.clone(), d));
+            if broken {
+                let done: Vec<String> = out.iter().map(|(a, _)| a.clone()).collect();
+                for rest in rcpts.iter().filter(|x| !done.contains(x)) {
+                    out.push((rest.clone(), Delivery::Temporary(describe(&e))));
+                }
+                return Err(out);
+            }
+        }
+        Ok((out, accepted))
+    }
+
+    /// DATA and the message. Err: the outcome for the accepted recipients.
+    fn data(&mut self, wire: &[u8]) -> Result<(), (Delivery, bool)> {
         // The data ends with CRLF.CRLF: the message's own last line end is
         // the first CRLF of that, so it must not be sent twice.
         let body = wire.strip_suffix(b"\r\n").unwrap_or(wire);
-        let data = self
-            .conn
+        self.conn
             .command(Data)
             .and_then(|_| match std::str::from_utf8(body) {
                 Ok(text) => self.conn.command(Payload(text)),
                 // lettre's own path: correct, but see `Payload` for its cost.
                 Err(_) => self.conn.message(body),
-            });
-        match data {
-            Ok(_) => {
-                out.extend(accepted.into_iter().map(|a| (a, Delivery::Accepted)));
-                Attempt {
-                    rcpts: out,
-                    broken: false,
-                }
-            }
-            Err(e) => {
-                let (d, broken) = classify(&e);
-                if !broken {
-                    let _ = self.conn.command(Rset);
-                }
-                out.extend(accepted.into_iter().map(|a| (a, d.clone())));
-                Attempt { rcpts: out, broken }
-            }
+            })
+            .map(|_| ())
+            .map_err(|e| self.failed(&e))
+    }
+
+    /// A command failed: its outcome, and whether the connection broke
+    /// (else the transaction is reset for the next message).
+    fn failed(&mut self, e: &lettre::transport::smtp::Error) -> (Delivery, bool) {
+        let (d, broken) = classify(e);
+        if !broken {
+            let _ = self.conn.command(Rset);
         }
+        (d, broken)
     }
 
     /// [`Session::send`] on a helper thread, given up after

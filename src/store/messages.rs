@@ -63,6 +63,144 @@ pub struct OldRow {
     pub size: Option<u32>,
 }
 
+/// One generation of a folder, inside the transaction of a batch.
+struct Generation<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    emfdid: i64,
+    uidvalidity: i64,
+}
+
+impl Generation<'_> {
+    /// Stores a new message (one already stored under its UID is left as
+    /// it is); returns the rows inserted.
+    fn insert(&self, m: &NewMessage, now: i64) -> Result<usize> {
+        let (tx, emfdid) = (self.tx, self.emfdid);
+        let what = || format!("store message uid {} of folder {emfdid}", m.uid);
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO email_messages (emfdid, uidvalidity, uid, message_id, \
+                 subject, from_addr, to_addrs, date_at, internal_date_at, size, \
+                 flags, partial, stored_at, raw) \
+                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
+                 ON CONFLICT (emfdid, uidvalidity, uid) DO NOTHING",
+            )
+            .context("prepare insert")?;
+        // A large message goes in as a zeroblob written in place: no second
+        // copy for the bound parameter, no record of its full size in memory.
+        let large = m.raw.len() > LARGE_BLOB;
+        let raw: &dyn rusqlite::ToSql = if large {
+            &blob_placeholder(m.raw.len())?
+        } else {
+            &m.raw
+        };
+        let n = stmt
+            .execute(params![
+                emfdid,
+                self.uidvalidity,
+                m.uid,
+                m.summary.message_id,
+                m.summary.subject,
+                m.summary.from_addr,
+                m.summary.to_addrs,
+                m.summary.date_at,
+                m.internal_date_at,
+                m.size,
+                m.flags,
+                m.partial,
+                now,
+                raw
+            ])
+            .context(what())?;
+        if n == 1 && large {
+            self.write_blob(tx.last_insert_rowid(), &m.raw)
+                .context(what())?;
+        }
+        Ok(n)
+    }
+
+    /// Writes `raw` into the zeroblob of row `rowid`.
+    fn write_blob(&self, rowid: i64, raw: &[u8]) -> rusqlite::Result<()> {
+        self.tx
+            .blob_open(rusqlite::MAIN_DB, "email_messages", "raw", rowid, false)
+            .and_then(|mut b| b.write_at(raw, 0))
+    }
+
+    fn set_flags(&self, uid: u32, flags: &str) -> Result<()> {
+        let emfdid = self.emfdid;
+        self.tx
+            .prepare_cached(
+                "UPDATE email_messages SET flags = ? \
+                 WHERE emfdid = ? AND uidvalidity = ? AND uid = ?",
+            )
+            .and_then(|mut s| s.execute(params![flags, emfdid, self.uidvalidity, uid]))
+            .context(format!("update flags of uid {uid} in folder {emfdid}"))?;
+        Ok(())
+    }
+
+    fn expunge(&self, uids: &[u32]) -> Result<()> {
+        let emfdid = self.emfdid;
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "DELETE FROM email_messages \
+                 WHERE emfdid = ? AND uidvalidity = ? AND uid = ?",
+            )
+            .context("prepare delete")?;
+        for uid in uids {
+            stmt.execute(params![emfdid, self.uidvalidity, uid])
+                .context(format!("delete uid {uid} of folder {emfdid}"))?;
+        }
+        Ok(())
+    }
+
+    /// A row of an older generation becomes message `uid` of this one.
+    fn remap(&self, emmsid: i64, uid: u32, flags: &str) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE email_messages SET uidvalidity = ?, uid = ?, flags = ? \
+                 WHERE emmsid = ? AND emfdid = ?",
+            )
+            .and_then(|mut s| s.execute(params![self.uidvalidity, uid, flags, emmsid, self.emfdid]))
+            .context(format!("re-map message {emmsid} to uid {uid}"))?;
+        Ok(())
+    }
+
+    /// The whole message for a row stored header-only.
+    fn complete(&self, uid: u32, raw: &[u8]) -> Result<()> {
+        let emfdid = self.emfdid;
+        let what = || format!("store the whole of uid {uid} in folder {emfdid}");
+        let placeholder = blob_placeholder(raw.len())?;
+        let rowid: Option<i64> = self
+            .tx
+            .prepare_cached(
+                "UPDATE email_messages SET raw = ?, partial = 0 \
+                 WHERE emfdid = ? AND uidvalidity = ? AND uid = ? RETURNING emmsid",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![placeholder, emfdid, self.uidvalidity, uid], |r| {
+                    r.get(0)
+                })
+                .optional()
+            })
+            .context(what())?;
+        if let Some(rowid) = rowid {
+            self.write_blob(rowid, raw).context(what())?;
+        }
+        Ok(())
+    }
+
+    /// Rows of older generations that were not re-mapped are gone.
+    fn drop_old_generations(&self) -> Result<()> {
+        self.tx
+            .execute(
+                "DELETE FROM email_messages WHERE emfdid = ? AND uidvalidity != ?",
+                params![self.emfdid, self.uidvalidity],
+            )
+            .context(format!("drop old generations of folder {}", self.emfdid))?;
+        Ok(())
+    }
+}
+
 /// What applying a batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -82,112 +220,20 @@ impl Store {
         now: i64,
     ) -> Result<Applied> {
         self.write(|tx| {
+            let folder = Generation {
+                tx,
+                emfdid,
+                uidvalidity: uidvalidity as i64,
+            };
             let mut applied = Applied::default();
-            let v = uidvalidity as i64;
             for op in ops {
                 match op {
-                    Op::Insert(m) => {
-                        let mut stmt = tx
-                            .prepare_cached(
-                                "INSERT INTO email_messages (emfdid, uidvalidity, uid, message_id, \
-                                 subject, from_addr, to_addrs, date_at, internal_date_at, size, \
-                                 flags, partial, stored_at, raw) \
-                                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
-                                 ON CONFLICT (emfdid, uidvalidity, uid) DO NOTHING",
-                            )
-                            .context("prepare insert")?;
-                        // A large message goes in as a zeroblob written in
-                        // place: no second copy for the bound parameter, no
-                        // record of its full size in memory.
-                        let large = m.raw.len() > LARGE_BLOB;
-                        let raw: &dyn rusqlite::ToSql = if large {
-                            &blob_placeholder(m.raw.len())?
-                        } else {
-                            &m.raw
-                        };
-                        let n = stmt
-                            .execute(params![
-                                emfdid,
-                                v,
-                                m.uid,
-                                m.summary.message_id,
-                                m.summary.subject,
-                                m.summary.from_addr,
-                                m.summary.to_addrs,
-                                m.summary.date_at,
-                                m.internal_date_at,
-                                m.size,
-                                m.flags,
-                                m.partial,
-                                now,
-                                raw
-                            ])
-                            .context(format!("store message uid {} of folder {emfdid}", m.uid))?;
-                        if n == 1 && large {
-                            let rowid = tx.last_insert_rowid();
-                            tx.blob_open(rusqlite::MAIN_DB, "email_messages", "raw", rowid, false)
-                                .and_then(|mut b| b.write_at(&m.raw, 0))
-                                .context(format!(
-                                    "store message uid {} of folder {emfdid}",
-                                    m.uid
-                                ))?;
-                        }
-                        applied.inserted += n;
-                    }
-                    Op::SetFlags { uid, flags } => {
-                        tx.prepare_cached(
-                            "UPDATE email_messages SET flags = ? \
-                             WHERE emfdid = ? AND uidvalidity = ? AND uid = ?",
-                        )
-                        .and_then(|mut s| s.execute(params![flags, emfdid, v, uid]))
-                        .context(format!("update flags of uid {uid} in folder {emfdid}"))?;
-                    }
-                    Op::Expunge { uids } => {
-                        let mut stmt = tx
-                            .prepare_cached(
-                                "DELETE FROM email_messages \
-                                 WHERE emfdid = ? AND uidvalidity = ? AND uid = ?",
-                            )
-                            .context("prepare delete")?;
-                        for uid in uids {
-                            stmt.execute(params![emfdid, v, uid])
-                                .context(format!("delete uid {uid} of folder {emfdid}"))?;
-                        }
-                    }
-                    Op::Remap { emmsid, uid, flags } => {
-                        tx.prepare_cached(
-                            "UPDATE email_messages SET uidvalidity = ?, uid = ?, flags = ? \
-                             WHERE emmsid = ? AND emfdid = ?",
-                        )
-                        .and_then(|mut s| s.execute(params![v, uid, flags, emmsid, emfdid]))
-                        .context(format!("re-map message {emmsid} to uid {uid}"))?;
-                    }
-                    Op::Complete { uid, raw } => {
-                        let what = || format!("store the whole of uid {uid} in folder {emfdid}");
-                        let placeholder = blob_placeholder(raw.len())?;
-                        let rowid: Option<i64> = tx
-                            .prepare_cached(
-                                "UPDATE email_messages SET raw = ?, partial = 0 \
-                                 WHERE emfdid = ? AND uidvalidity = ? AND uid = ? RETURNING emmsid",
-                            )
-                            .and_then(|mut s| {
-                                s.query_row(params![placeholder, emfdid, v, uid], |r| r.get(0))
-                                    .optional()
-                            })
-                            .context(what())?;
-                        if let Some(rowid) = rowid {
-                            tx.blob_open(rusqlite::MAIN_DB, "email_messages", "raw", rowid, false)
-                                .and_then(|mut b| b.write_at(raw, 0))
-                                .context(what())?;
-                        }
-                    }
-                    Op::DropOldGenerations => {
-                        tx.execute(
-                            "DELETE FROM email_messages WHERE emfdid = ? AND uidvalidity != ?",
-                            params![emfdid, v],
-                        )
-                        .context(format!("drop old generations of folder {emfdid}"))?;
-                    }
+                    Op::Insert(m) => applied.inserted += folder.insert(m, now)?,
+                    Op::SetFlags { uid, flags } => folder.set_flags(*uid, flags)?,
+                    Op::Expunge { uids } => folder.expunge(uids)?,
+                    Op::Remap { emmsid, uid, flags } => folder.remap(*emmsid, *uid, flags)?,
+                    Op::Complete { uid, raw } => folder.complete(*uid, raw)?,
+                    Op::DropOldGenerations => folder.drop_old_generations()?,
                 }
             }
             apply_patch(tx, emfdid, patch, now)?;

@@ -360,10 +360,8 @@ fn fetch_batch(client: &mut Client, batch: &Batch) -> Result<Vec<Op>, SyncError>
     Ok(ops)
 }
 
-/// Flags and expunges of `1:last_uid`, as `how` says: with QRESYNC one
-/// FETCH (CHANGEDSINCE + VANISHED), with CONDSTORE the changes plus a UID
-/// list, without either every message's flags. The batch still in flight
-/// is waited for after the FETCH, before the store is read.
+/// Flags and expunges of `1:last_uid`, as `how` says. The batch still in
+/// flight is waited for after the server's answer, before the store is read.
 fn reconcile(
     client: &mut Client,
     c: &mut Committer<'_>,
@@ -371,62 +369,7 @@ fn reconcile(
     how: Reconcile,
     last_uid: u32,
 ) -> Result<Vec<Op>, SyncError> {
-    let range = format!("1:{last_uid}");
-    let mut server = ServerFlags::default();
-    let mut vanished = Vec::new();
-    // A FETCH without its UID: some message's answer cannot be placed.
-    let mut unplaced = false;
-    let mut collect = |fe: Fetched<'_>| {
-        if let (Some(uid), Some(flags)) = (fe.uid, fe.flags.as_deref()) {
-            server.flags.push((uid, plan::flags_string(flags)));
-        } else if fe.uid.is_none() && fe.flags.is_some() {
-            unplaced = true;
-        }
-        Ok(())
-    };
-    match how {
-        Reconcile::Qresync { since } => {
-            let modifiers = format!("CHANGEDSINCE {since} VANISHED");
-            client.uid_fetch(
-                &range,
-                "(UID FLAGS)",
-                Some(&modifiers),
-                &mut collect,
-                &mut |r| vanished.extend_from_slice(r),
-            )?;
-            server.gone = Gone::Vanished(vanished);
-            log::debug!("flags and expunges by QRESYNC since modseq {since}");
-        }
-        Reconcile::Condstore { since } => {
-            let modifiers = format!("CHANGEDSINCE {since}");
-            client.uid_fetch(
-                &range,
-                "(UID FLAGS)",
-                Some(&modifiers),
-                &mut collect,
-                &mut |_| {},
-            )?;
-            server.gone = Gone::Present(client.uid_search(&format!("UID {range}"))?);
-            log::debug!("flags by CONDSTORE since modseq {since}, expunges by UID list");
-        }
-        Reconcile::Everything => {
-            client.uid_fetch(&range, "(UID FLAGS)", None, &mut collect, &mut |_| {})?;
-            log::debug!("flags and expunges by comparing every message");
-            server.gone = if unplaced {
-                // A message missing from the answer is not proof that it was
-                // expunged when some answers came without their UID:
-                // deleting would empty the store on a server's bug.
-                log::warn!(
-                    "{}: FETCH responses without UID; expunges of '{}' not checked this time",
-                    client.peer(),
-                    f.name
-                );
-                Gone::Unknown
-            } else {
-                Gone::Unlisted
-            };
-        }
-    }
+    let server = server_flags(client, f, how, last_uid)?;
     c.flush()?;
     let (store, emfdid, uidvalidity) = (c.ctx.store, f.emfdid, c.uidvalidity);
     // Only real changes are written (new mail bumps the modseq too): with
@@ -448,6 +391,75 @@ fn reconcile(
         Vec::new()
     };
     Ok(plan::changes(&stored, &stored_uids, &server).into_ops())
+}
+
+/// What the server says of flags and expunges: with QRESYNC one FETCH
+/// (CHANGEDSINCE + VANISHED), with CONDSTORE the changes plus a UID list,
+/// without either every message's flags.
+fn server_flags(
+    client: &mut Client,
+    f: &Folder,
+    how: Reconcile,
+    last_uid: u32,
+) -> Result<ServerFlags, SyncError> {
+    let range = format!("1:{last_uid}");
+    let mut server = ServerFlags::default();
+    let mut vanished = Vec::new();
+    // A FETCH without its UID: some message's answer cannot be placed.
+    let mut unplaced = false;
+    let mut collect = |fe: Fetched<'_>| {
+        if let (Some(uid), Some(flags)) = (fe.uid, fe.flags.as_deref()) {
+            server.flags.push((uid, plan::flags_string(flags)));
+        } else if fe.uid.is_none() && fe.flags.is_some() {
+            unplaced = true;
+        }
+        Ok(())
+    };
+    let gone = match how {
+        Reconcile::Qresync { since } => {
+            let modifiers = format!("CHANGEDSINCE {since} VANISHED");
+            client.uid_fetch(
+                &range,
+                "(UID FLAGS)",
+                Some(&modifiers),
+                &mut collect,
+                &mut |r| vanished.extend_from_slice(r),
+            )?;
+            log::debug!("flags and expunges by QRESYNC since modseq {since}");
+            Gone::Vanished(vanished)
+        }
+        Reconcile::Condstore { since } => {
+            let modifiers = format!("CHANGEDSINCE {since}");
+            client.uid_fetch(
+                &range,
+                "(UID FLAGS)",
+                Some(&modifiers),
+                &mut collect,
+                &mut |_| {},
+            )?;
+            log::debug!("flags by CONDSTORE since modseq {since}, expunges by UID list");
+            Gone::Present(client.uid_search(&format!("UID {range}"))?)
+        }
+        Reconcile::Everything => {
+            client.uid_fetch(&range, "(UID FLAGS)", None, &mut collect, &mut |_| {})?;
+            log::debug!("flags and expunges by comparing every message");
+            if unplaced {
+                // A message missing from the answer is not proof that it was
+                // expunged when some answers came without their UID:
+                // deleting would empty the store on a server's bug.
+                log::warn!(
+                    "{}: FETCH responses without UID; expunges of '{}' not checked this time",
+                    client.peer(),
+                    f.name
+                );
+                Gone::Unknown
+            } else {
+                Gone::Unlisted
+            }
+        }
+    };
+    server.gone = gone;
+    Ok(server)
 }
 
 /// INTERNALDATE (`17-Jul-1996 02:44:25 -0700`) as Unix seconds.

@@ -252,78 +252,94 @@ pub fn plan(
             highestmodseq: step.patch.highestmodseq.flatten(),
         };
         steps.push(step);
-    } else if let Some((index, stored)) = &read.backfill {
-        let below = at.backfill_below.unwrap_or(0);
-        let stored: HashSet<u32> = stored.iter().copied().collect();
-        backfill = index
-            .iter()
-            .filter(|m| m.uid < below && !stored.contains(&m.uid))
-            .map(Sized::of)
-            .collect();
-    }
-    if !fresh {
-        let mut new: Vec<Sized> = read
-            .new
-            .iter()
-            .filter(|m| m.uid > at.last_uid)
-            .map(Sized::of)
-            .collect();
-        new.sort_by_key(|m| m.uid);
-        for batch in limits.batches(&new) {
-            let last = batch.max().unwrap_or(at.last_uid).max(at.last_uid);
-            at.last_uid = last;
-            steps.push(Step {
-                fetch: Some(batch),
-                ops: Vec::new(),
-                patch: FolderPatch {
-                    last_uid: Some(last),
-                    ..FolderPatch::default()
-                },
-            });
+    } else {
+        if let Some((index, stored)) = &read.backfill {
+            let below = at.backfill_below.unwrap_or(0);
+            let stored: HashSet<u32> = stored.iter().copied().collect();
+            backfill = index
+                .iter()
+                .filter(|m| m.uid < below && !stored.contains(&m.uid))
+                .map(Sized::of)
+                .collect();
         }
+        steps.extend(new_mail_steps(&read.new, &mut at, limits));
     }
     if at.backfill_below.is_some() {
-        backfill.sort_by_key(|m| std::cmp::Reverse(m.uid));
-        let batches = limits.batches(&backfill);
-        let n = batches.len();
-        for (i, batch) in batches.into_iter().enumerate() {
-            let mut step = Step {
-                patch: FolderPatch {
-                    backfill_below: Some(batch.min()),
-                    ..FolderPatch::default()
-                },
-                fetch: Some(batch),
-                ops: Vec::new(),
-            };
-            if i + 1 == n {
-                complete_generation(&mut step, ex.highestmodseq);
-            }
-            steps.push(step);
-        }
-        if n == 0 {
-            let mut step = Step::default();
-            complete_generation(&mut step, ex.highestmodseq);
-            steps.push(step);
-        }
+        steps.extend(backfill_steps(backfill, ex.highestmodseq, limits));
         at.backfill_below = None;
         at.highestmodseq = ex.highestmodseq;
     }
     let unchanged = ex.highestmodseq.is_some() && ex.highestmodseq == at.highestmodseq;
-    let reconcile = (kind == Kind::Full && !fresh && at.last_uid > 0 && !unchanged).then(|| {
-        let since = at
-            .highestmodseq
-            .filter(|_| ex.highestmodseq.is_some() && ex.condstore);
-        let how = match since {
-            Some(since) if ex.qresync => Reconcile::Qresync { since },
-            Some(since) => Reconcile::Condstore { since },
-            None => Reconcile::Everything,
-        };
-        (how, at.last_uid)
-    });
+    let reconcile = (kind == Kind::Full && !fresh && at.last_uid > 0 && !unchanged)
+        .then(|| (reconcile_how(at.highestmodseq, ex), at.last_uid));
     Plan {
         steps,
         reconcile,
         done: done_patch(now, kind, ex.uidnext),
+    }
+}
+
+/// Mail above `last_uid`, oldest first, each batch moving `last_uid` up.
+/// (`UID FETCH n:*` returns the last message even when nothing is new:
+/// filtered here.)
+fn new_mail_steps(index: &[Indexed], at: &mut Progress, limits: &Limits) -> Vec<Step> {
+    let mut new: Vec<Sized> = index
+        .iter()
+        .filter(|m| m.uid > at.last_uid)
+        .map(Sized::of)
+        .collect();
+    new.sort_by_key(|m| m.uid);
+    limits
+        .batches(&new)
+        .into_iter()
+        .map(|batch| {
+            at.last_uid = batch.max().unwrap_or(at.last_uid).max(at.last_uid);
+            Step {
+                fetch: Some(batch),
+                ops: Vec::new(),
+                patch: FolderPatch {
+                    last_uid: Some(at.last_uid),
+                    ..FolderPatch::default()
+                },
+            }
+        })
+        .collect()
+}
+
+/// The backfill, newest first: each batch moves the mark down to its
+/// lowest UID; the last one completes the generation (a step of its own
+/// when nothing is left to fetch).
+fn backfill_steps(mut left: Vec<Sized>, highestmodseq: Option<u64>, limits: &Limits) -> Vec<Step> {
+    left.sort_by_key(|m| std::cmp::Reverse(m.uid));
+    let mut steps: Vec<Step> = limits
+        .batches(&left)
+        .into_iter()
+        .map(|batch| Step {
+            patch: FolderPatch {
+                backfill_below: Some(batch.min()),
+                ..FolderPatch::default()
+            },
+            fetch: Some(batch),
+            ops: Vec::new(),
+        })
+        .collect();
+    if steps.is_empty() {
+        steps.push(Step::default());
+    }
+    if let Some(last) = steps.last_mut() {
+        complete_generation(last, highestmodseq);
+    }
+    steps
+}
+
+/// How flags and expunges are compared: since the stored modseq when the
+/// server keeps modseqs, else every message.
+fn reconcile_how(stored_modseq: Option<u64>, ex: &Examined) -> Reconcile {
+    let since = stored_modseq.filter(|_| ex.highestmodseq.is_some() && ex.condstore);
+    match since {
+        Some(since) if ex.qresync => Reconcile::Qresync { since },
+        Some(since) => Reconcile::Condstore { since },
+        None => Reconcile::Everything,
     }
 }
 
