@@ -11,16 +11,11 @@ use std::borrow::Cow;
 use std::ops::RangeInclusive;
 
 /// Why a response could not be parsed (with the offset where it went wrong).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} at byte {at}")]
 pub struct ParseError {
     pub at: usize,
     pub what: &'static str,
-}
-
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} at byte {}", self.what, self.at)
-    }
 }
 
 type Res<T> = Result<T, ParseError>;

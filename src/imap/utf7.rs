@@ -7,28 +7,15 @@
 //! [`encode`] produces, so `encode(decode(w)?) == w` and
 //! `decode(encode(s)) == Ok(s)`. [`decode_lossy`] is the display fallback.
 
-use std::fmt;
-
 /// Why a wire name is not valid modified UTF-7, and where (byte offset).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid modified UTF-7 at byte {position}: {reason}")]
 pub struct Utf7Error {
     /// Byte offset in the wire string of the offending character or run.
     pub position: usize,
     /// What is wrong there.
     pub reason: &'static str,
 }
-
-impl fmt::Display for Utf7Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid modified UTF-7 at byte {}: {}",
-            self.position, self.reason
-        )
-    }
-}
-
-impl std::error::Error for Utf7Error {}
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 

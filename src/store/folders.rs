@@ -115,13 +115,6 @@ pub struct FolderPatch {
     pub error: Option<Option<String>>,
 }
 
-impl FolderPatch {
-    /// Whether the patch changes nothing.
-    pub fn is_empty(&self) -> bool {
-        *self == FolderPatch::default()
-    }
-}
-
 pub(super) fn insert_inbox(tx: &Transaction<'_>, acntid: i64) -> Result<()> {
     tx.execute(
         "INSERT OR IGNORE INTO email_folders (acntid, name, imap_name, special, priority) \

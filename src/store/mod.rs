@@ -61,12 +61,6 @@ impl Location {
     }
 }
 
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.path.display())
-    }
-}
-
 /// One connection to the database.
 #[derive(Debug)]
 pub struct Store {
