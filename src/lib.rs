@@ -5,23 +5,26 @@
 //! store and sends the mail the application queued in its outbox, then exits.
 //!
 //! # Layout
-//! - [`cli`]: the command line (clap) and the dispatch of each command.
-//! - [`error`]: the errors that stop a command, each with its exit code.
+//! Calls go down this list (docs/design.md has the picture, the threads of a
+//! run and the decisions):
+//! - [`cli`]: the command line: parses, dispatches, prints (nothing else prints).
+//! - [`run`]: one cycle of the engine, from the lock to the report of its jobs.
+//! - [`pool`]: the worker threads of a run and the per-account connection limits.
+//! - [`outbox`]: outgoing mail: `queue` checks and stores, `drain` sends over SMTP.
+//! - [`sync`]: the sync of one folder: read the server, plan (pure), execute.
+//! - [`writer`]: the one thread that writes a run's sync results.
+//! - [`imap`]: our blocking IMAP client (timeouts on every socket operation) and login.
+//! - [`schedule`]: the pure scheduler: which folders are due, in what order, and why.
+//! - [`store`]: the database behind one seam: all SQL and every SQLite type live here.
+//! - [`net`]: TCP connections with timeouts and TLS with verified certificates.
+//! - [`message`]: the decoded columns (subject, from, to, date) of a raw message.
 //! - [`config`]: the reader of the web application's `config.inc` (PHP `define`s).
 //! - [`layout`]: the install directory (`pid/`, `data/`, `logs/`) and its permissions.
+//! - [`logging`]: the three log files, the seed's line format (fern lives here only),
+//!   and errors said with their causes.
 //! - [`lock`]: the pidfile lock that keeps runs from overlapping, and its probe.
-//! - [`logging`]: the three log files and the seed's line format (fern lives here only).
-//! - [`store`]: the SQLite database, its schema and migrations (all SQL lives here).
-//! - [`schedule`]: the pure scheduler: which folders are due, in what order, and why.
-//! - [`imap`]: a small blocking IMAP client with timeouts on every socket operation.
-//! - [`net`]: TCP connections with timeouts and TLS with verified certificates.
 //! - [`failpoint`]: crash points for the crash tests (`BACKPROC_FAILPOINTS`).
-//! - [`message`]: the decoded columns (subject, from, to, date) of a raw message.
-//! - [`sync`]: the sync of one folder: read the server, compute operations, apply them.
-//! - [`pool`]: the worker threads of a run and the per-account connection limits.
-//! - [`writer`]: the one thread that writes the database during a run.
-//! - [`run`]: one cycle of the engine, from the lock to the exit code.
-//! - [`outbox`]: queueing and sending of outgoing mail over SMTP.
+//! - [`error`]: the errors that stop a command, each with its exit code.
 
 pub mod cli;
 pub mod config;
