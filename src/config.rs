@@ -1,19 +1,20 @@
 //! The reader of the web application's PHP `config.inc` (SPEC §3).
 //!
-//! The file is PHP source; we take only the `define('NAME', VALUE);` calls of
-//! the names we know, where VALUE is a literal (boolean, integer, quoted
-//! integer or string). A small lexer over bytes skips `<?php`/`?>`, comments,
-//! strings, heredocs and every other statement, so a `define(` inside a
-//! comment or string, or a define of an unknown name with an arbitrary
-//! expression, changes nothing. The file may be in any 8-bit encoding.
+//! We take the `define('NAME', VALUE);` calls of the names in `KNOWN`, where
+//! VALUE is TRUE/FALSE, an integer (also quoted, as PHP coerces it) or a
+//! quoted string. The scanner knows just enough PHP to skip the rest: `<?php`,
+//! comments, strings, heredocs and every other statement, so a commented-out
+//! define or a `define(` inside a string counts for nothing, and nor do the
+//! hundreds of other names, whatever their values. The file is bytes, in any
+//! 8-bit encoding.
 //!
-//! It must not execute or evaluate PHP (expressions for our names are
-//! errors, not guesses), must not read the clock or the environment, and
-//! never panics on any input: a bad value of a known name is a
-//! [`ConfigError`] with the line of its `define`.
+//! It must not execute or evaluate PHP (an expression for one of our names is
+//! an error, not a guess), nor read the clock or the environment, and must
+//! never panic nor take more than linear time, whatever the input.
 
 use std::collections::HashMap;
-use std::fmt;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The engine's settings, each from a `define` of `config.inc` or its default.
@@ -99,7 +100,8 @@ impl Default for Config {
 }
 
 /// A `config.inc` that cannot be used: where, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}{}: {message}", if *.line == 0 { String::new() } else { format!(":{}", .line) })]
 pub struct ConfigError {
     /// The path as given by the caller.
     pub path: String,
@@ -108,18 +110,6 @@ pub struct ConfigError {
     /// What was expected and what was found.
     pub message: String,
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: {}", self.path, self.message)
-        } else {
-            write!(f, "{}:{}: {}", self.path, self.line, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Read and parse a file; a missing file means defaults.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -136,97 +126,48 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parse the text of a config.inc. `path` is only used in error messages, shown as given.
 pub fn parse(text: &[u8], path: &str) -> Result<Config, ConfigError> {
-    let err = |line: usize, message: String| ConfigError {
+    let error = |line, message| ConfigError {
         path: path.to_string(),
         line,
         message,
     };
-    let tokens = Lexer::new(text).run();
+    let toks = tokens(text);
     let mut config = Config::default();
-    // PHP keeps the first define of a constant: later ones are ignored.
-    let mut seen: HashMap<&'static str, usize> = HashMap::new();
-    for i in 0..tokens.len() {
-        if !is_define_call(&tokens, i, text) {
-            continue;
-        }
-        // Only the first define of one of our names needs its arguments
-        // scanned (its name is then one plain string): scanning every define
-        // to its ')' made a file of unclosed `define(` quadratic.
-        let ours = match (tokens.get(i + 2), tokens.get(i + 3).map(|t| &t.tok)) {
-            (
-                Some(Token {
-                    tok:
-                        Tok::Str {
-                            value,
-                            interpolated: false,
-                        },
-                    ..
-                }),
-                None | Some(Tok::Punct(b',' | b')' | b';') | Tok::Unterminated),
-            ) => KNOWN
-                .iter()
-                .any(|k| k.name.as_bytes() == value.as_slice() && !seen.contains_key(k.name)),
-            _ => false,
-        };
-        if !ours {
-            continue;
-        }
-        let call = scan_call(&tokens, i + 1);
-        let Some(name) = call
-            .args
-            .first()
-            .and_then(|r| plain_string(&tokens[r.clone()]))
-        else {
-            continue; // a computed or missing name: not one of ours as far as we can tell
-        };
-        let Some(known) = KNOWN.iter().find(|k| k.name.as_bytes() == name.as_slice()) else {
+    // The line of each known name's first define. PHP ignores the later ones,
+    // and so do we before scanning their arguments: scanning those of every
+    // define made a file of unclosed `define(` quadratic.
+    let mut lines: HashMap<&str, usize> = HashMap::new();
+    for i in 0..toks.len() {
+        let Some((name, slot)) = known_define(&toks, i, text) else {
             continue;
         };
-        if seen.contains_key(known.name) {
+        if lines.contains_key(name) {
             continue;
         }
-        let line = tokens[i].line;
-        seen.insert(known.name, line);
-        let expects =
-            |found: &str| format!("{} expects {}, got {found}", known.name, known.slot.what());
-        match call.end {
-            CallEnd::Closed => {}
-            CallEnd::Unterminated => {
-                return Err(err(line, expects("an unterminated define")));
-            }
-            CallEnd::Semicolon => {
-                return Err(err(
-                    line,
-                    expects("a define without its closing parenthesis"),
-                ));
-            }
-        }
-        let value_toks = call.args.get(1).map(|r| &tokens[r.clone()]).unwrap_or(&[]);
-        if value_toks.is_empty() {
-            return Err(err(line, expects("no value")));
-        }
-        let src = source_text(text, value_toks);
-        let value = classify(value_toks, text);
-        known
-            .slot
-            .assign(&mut config, &value)
-            .map_err(|what| err(line, format!("{} expects {what}, got {src}", known.name)))?;
+        let line = line_of(text, toks[i].start);
+        lines.insert(name, line);
+        // A missing value is no literal either: refused as an expression is.
+        let (value, found) = match define_value(&toks, i + 1) {
+            Ok(value) => (classify(value, text), source_text(value, text)),
+            Err(found) => (Value::Other, found.to_string()),
+        };
+        slot.assign(&mut config, &value)
+            .map_err(|expected| error(line, format!("{name} expects {expected}, got {found}")))?;
     }
-    if config.outbox_retry_max < config.outbox_retry_min {
-        return Err(match seen.get("EMAIL_OUTBOX_RETRY_MAX") {
-            Some(&line) => err(
+    for &(least, most, get) in ORDERED {
+        let (min, max) = get(&config);
+        if min <= max {
+            continue;
+        }
+        // Blame MOST's define, or LEAST's if MOST is left at its default.
+        return Err(match lines.get(most) {
+            Some(&line) => error(
                 line,
-                format!(
-                    "EMAIL_OUTBOX_RETRY_MAX expects an integer >= EMAIL_OUTBOX_RETRY_MIN ({}), got {}",
-                    config.outbox_retry_min, config.outbox_retry_max
-                ),
+                format!("{most} expects an integer >= {least} ({min}), got {max}"),
             ),
-            None => err(
-                seen.get("EMAIL_OUTBOX_RETRY_MIN").copied().unwrap_or(0),
-                format!(
-                    "EMAIL_OUTBOX_RETRY_MIN expects an integer <= EMAIL_OUTBOX_RETRY_MAX ({}, the default), got {}",
-                    config.outbox_retry_max, config.outbox_retry_min
-                ),
+            None => error(
+                lines.get(least).copied().unwrap_or(0),
+                format!("{least} expects an integer <= {most} ({max}, the default), got {min}"),
             ),
         });
     }
@@ -234,14 +175,40 @@ pub fn parse(text: &[u8], path: &str) -> Result<Config, ConfigError> {
 }
 
 // ---------------------------------------------------------------------------
-// Known names and their types
+// Our names and their types
 
-struct Known {
-    name: &'static str,
-    slot: Slot,
-}
+/// Every name we read, its field and what it takes (an integer's least value).
+/// A new constant is a row here and its field in [`Config`].
+#[rustfmt::skip]
+static KNOWN: &[(&str, Slot)] = &[
+    ("EMAIL_BACKGROUND_SYNC_ENABLED", Slot::Bool(|c| &mut c.sync_enabled)),
+    ("EMAIL_OUTBOX_ENABLED", Slot::Bool(|c| &mut c.outbox_enabled)),
+    ("BG_MAX_THREADS", Slot::U32(|c| &mut c.max_threads, 1)),
+    ("BG_MAX_TASKS_PER_THREAD", Slot::U32(|c| &mut c.max_tasks_per_thread, 1)),
+    ("EMAIL_BG_HI_FOLDERS_RECENT_SYNC_INTERVAL", Slot::I64(|c| &mut c.hi_recent_interval, 0)),
+    ("EMAIL_BG_HI_FOLDERS_RECENT_SYNC_INTERVAL_NL", Slot::I64(|c| &mut c.hi_recent_interval_nl, 0)),
+    ("EMAIL_BG_HI_FOLDERS_FOLDERS_FULL_SYNC_INTERVAL", Slot::I64(|c| &mut c.hi_full_interval, 0)),
+    ("EMAIL_BG_HI_FOLDERS_FOLDERS_FULL_SYNC_INTERVAL_NL", Slot::I64(|c| &mut c.hi_full_interval_nl, 0)),
+    ("EMAIL_BG_LO_FOLDERS_SYNC_START", Slot::Time(|c| &mut c.lo_sync_start)),
+    ("BG_SESSION_TIMEOUT", Slot::I64(|c| &mut c.session_timeout, 0)),
+    ("BG_MAX_CONNECTIONS_PER_ACCOUNT", Slot::U32(|c| &mut c.max_connections_per_account, 1)),
+    ("BG_IO_TIMEOUT", Slot::U64(|c| &mut c.io_timeout, 1)),
+    ("BG_MAX_RUN_TIME", Slot::I64(|c| &mut c.max_run_time, 1)),
+    ("BG_SCHEDULE_GRACE", Slot::I64(|c| &mut c.schedule_grace, 0)),
+    ("EMAIL_OUTBOX_RETRY_MIN", Slot::I64(|c| &mut c.outbox_retry_min, 1)),
+    ("EMAIL_OUTBOX_RETRY_MAX", Slot::I64(|c| &mut c.outbox_retry_max, 1)),
+    ("EMAIL_OUTBOX_LIFETIME", Slot::I64(|c| &mut c.outbox_lifetime, 0)),
+    ("BG_TLS_CA_FILE", Slot::Path(|c| &mut c.tls_ca_file)),
+    ("BG_MAX_MESSAGE_SIZE", Slot::U64(|c| &mut c.max_message_size, 0)),
+];
 
-/// Where a known name goes and what it accepts (lower bound for integers).
+/// Names whose values must be in order: (least, most, both values).
+#[rustfmt::skip]
+static ORDERED: &[(&str, &str, fn(&Config) -> (i64, i64))] = &[
+    ("EMAIL_OUTBOX_RETRY_MIN", "EMAIL_OUTBOX_RETRY_MAX", |c| (c.outbox_retry_min, c.outbox_retry_max)),
+];
+
+/// A field of [`Config`], by the type of value it takes.
 enum Slot {
     Bool(fn(&mut Config) -> &mut bool),
     U32(fn(&mut Config) -> &mut u32, u32),
@@ -251,430 +218,386 @@ enum Slot {
     Path(fn(&mut Config) -> &mut Option<PathBuf>),
 }
 
-static KNOWN: &[Known] = &[
-    Known {
-        name: "EMAIL_BACKGROUND_SYNC_ENABLED",
-        slot: Slot::Bool(|c| &mut c.sync_enabled),
-    },
-    Known {
-        name: "EMAIL_OUTBOX_ENABLED",
-        slot: Slot::Bool(|c| &mut c.outbox_enabled),
-    },
-    Known {
-        name: "BG_MAX_THREADS",
-        slot: Slot::U32(|c| &mut c.max_threads, 1),
-    },
-    Known {
-        name: "BG_MAX_TASKS_PER_THREAD",
-        slot: Slot::U32(|c| &mut c.max_tasks_per_thread, 1),
-    },
-    Known {
-        name: "EMAIL_BG_HI_FOLDERS_RECENT_SYNC_INTERVAL",
-        slot: Slot::I64(|c| &mut c.hi_recent_interval, 0),
-    },
-    Known {
-        name: "EMAIL_BG_HI_FOLDERS_RECENT_SYNC_INTERVAL_NL",
-        slot: Slot::I64(|c| &mut c.hi_recent_interval_nl, 0),
-    },
-    Known {
-        name: "EMAIL_BG_HI_FOLDERS_FOLDERS_FULL_SYNC_INTERVAL",
-        slot: Slot::I64(|c| &mut c.hi_full_interval, 0),
-    },
-    Known {
-        name: "EMAIL_BG_HI_FOLDERS_FOLDERS_FULL_SYNC_INTERVAL_NL",
-        slot: Slot::I64(|c| &mut c.hi_full_interval_nl, 0),
-    },
-    Known {
-        name: "EMAIL_BG_LO_FOLDERS_SYNC_START",
-        slot: Slot::Time(|c| &mut c.lo_sync_start),
-    },
-    Known {
-        name: "BG_SESSION_TIMEOUT",
-        slot: Slot::I64(|c| &mut c.session_timeout, 0),
-    },
-    Known {
-        name: "BG_MAX_CONNECTIONS_PER_ACCOUNT",
-        slot: Slot::U32(|c| &mut c.max_connections_per_account, 1),
-    },
-    Known {
-        name: "BG_IO_TIMEOUT",
-        slot: Slot::U64(|c| &mut c.io_timeout, 1),
-    },
-    Known {
-        name: "BG_MAX_RUN_TIME",
-        slot: Slot::I64(|c| &mut c.max_run_time, 1),
-    },
-    Known {
-        name: "BG_SCHEDULE_GRACE",
-        slot: Slot::I64(|c| &mut c.schedule_grace, 0),
-    },
-    Known {
-        name: "EMAIL_OUTBOX_RETRY_MIN",
-        slot: Slot::I64(|c| &mut c.outbox_retry_min, 1),
-    },
-    Known {
-        name: "EMAIL_OUTBOX_RETRY_MAX",
-        slot: Slot::I64(|c| &mut c.outbox_retry_max, 1),
-    },
-    Known {
-        name: "EMAIL_OUTBOX_LIFETIME",
-        slot: Slot::I64(|c| &mut c.outbox_lifetime, 0),
-    },
-    Known {
-        name: "BG_TLS_CA_FILE",
-        slot: Slot::Path(|c| &mut c.tls_ca_file),
-    },
-    Known {
-        name: "BG_MAX_MESSAGE_SIZE",
-        slot: Slot::U64(|c| &mut c.max_message_size, 0),
-    },
-];
-
 impl Slot {
-    /// What the name expects, for messages about a value of the wrong type.
-    fn what(&self) -> String {
-        match self {
-            Slot::Bool(_) => "a boolean (TRUE or FALSE)".to_string(),
-            Slot::U32(_, min) => format!("an integer >= {min}"),
-            Slot::U64(_, min) => format!("an integer >= {min}"),
-            Slot::I64(_, min) => format!("an integer >= {min}"),
-            Slot::Time(_) => TIME_WHAT.to_string(),
-            Slot::Path(_) => "a string (a file path, or '' for none)".to_string(),
-        }
-    }
-
     /// Store `value`, or say what was expected instead.
-    fn assign(&self, config: &mut Config, value: &Value) -> Result<(), String> {
-        // PHP coerces a numeric string ('14') where an integer is used.
-        let int = || match value {
-            Value::Int(n) => Ok(*n),
-            Value::Str(s) => numeric_string(s).ok_or_else(|| self.what()),
-            _ => Err(self.what()),
-        };
+    fn assign(&self, config: &mut Config, value: &Value) -> Result<(), Expected> {
         match (self, value) {
             (Slot::Bool(field), Value::Bool(b)) => *field(config) = *b,
-            (Slot::U32(field, min), _) => *field(config) = ranged(int()?, *min)?,
-            (Slot::U64(field, min), _) => *field(config) = ranged(int()?, *min)?,
-            (Slot::I64(field, min), _) => *field(config) = ranged(int()?, *min)?,
-            (Slot::Time(field), Value::Str(s)) => {
-                *field(config) = parse_hhmm(s).ok_or_else(|| TIME_WHAT.to_string())?;
-            }
-            (Slot::Path(field), Value::Str(s)) => *field(config) = to_path(s)?,
-            _ => return Err(self.what()),
+            (Slot::Bool(_), _) => return Err(Expected::Bool),
+            (Slot::U32(field, min), _) => *field(config) = integer(value, *min, u32::MAX)?,
+            (Slot::U64(field, min), _) => *field(config) = integer(value, *min, u64::MAX)?,
+            (Slot::I64(field, min), _) => *field(config) = integer(value, *min, i64::MAX)?,
+            (Slot::Time(field), Value::Str(s)) => *field(config) = time(s)?,
+            (Slot::Path(field), Value::Str(s)) => *field(config) = path(s)?,
+            (Slot::Time(_), _) => return Err(Expected::Time),
+            (Slot::Path(_), _) => return Err(Expected::Path),
         }
         Ok(())
     }
 }
 
-const TIME_WHAT: &str = "a time 'HH:MM' (00:00 to 23:59)";
+/// What a name expects, said when its value is not that.
+#[derive(Debug, thiserror::Error)]
+enum Expected {
+    #[error("a boolean (TRUE or FALSE)")]
+    Bool,
+    #[error("an integer >= {0}")]
+    AtLeast(i128),
+    #[error("an integer <= {0}")]
+    AtMost(i128),
+    #[error("a time 'HH:MM' (00:00 to 23:59)")]
+    Time,
+    #[error("a string (a file path, or '' for none)")]
+    Path,
+    #[error("a file path without NUL bytes")]
+    PathWithoutNul,
+}
 
-/// `n` as the field's type if it is within `min..=T::MAX`.
-fn ranged<T>(n: Option<i128>, min: T) -> Result<T, String>
+/// An integer within `min..=max` (`max` is `T`'s own); PHP coerces a numeric
+/// string ('14') where an integer is used.
+fn integer<T>(value: &Value, min: T, max: T) -> Result<T, Expected>
 where
-    T: TryFrom<i128> + Into<i128> + Copy + fmt::Display + Bounded,
+    T: Copy + Into<i128> + TryFrom<i128>,
 {
-    let min_wide: i128 = min.into();
-    match n {
-        Some(n) if n < min_wide => Err(format!("an integer >= {min}")),
-        Some(n) => T::try_from(n).map_err(|_| format!("an integer <= {}", T::MAX_VALUE)),
-        // Too large to even hold: beyond any field's range.
-        None => Err(format!("an integer <= {}", T::MAX_VALUE)),
-    }
-}
-
-trait Bounded {
-    const MAX_VALUE: Self;
-}
-impl Bounded for u32 {
-    const MAX_VALUE: Self = u32::MAX;
-}
-impl Bounded for u64 {
-    const MAX_VALUE: Self = u64::MAX;
-}
-impl Bounded for i64 {
-    const MAX_VALUE: Self = i64::MAX;
-}
-
-/// `H:MM` or `HH:MM`, hour 0-23, minute 00-59.
-fn parse_hhmm(s: &[u8]) -> Option<LocalTime> {
-    let colon = s.iter().position(|&b| b == b':')?;
-    let (h, m) = (&s[..colon], &s[colon + 1..]);
-    if !(1..=2).contains(&h.len()) || m.len() != 2 {
-        return None;
-    }
-    if !h.iter().chain(m).all(u8::is_ascii_digit) {
-        return None;
-    }
-    let num = |d: &[u8]| {
-        d.iter()
-            .fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0'))
+    let n = match value {
+        Value::Int(n) => Some(*n),
+        Value::Str(s) => parse_int(s.trim_ascii(), 10),
+        _ => None,
     };
-    let (hour, minute) = (num(h), num(m));
-    (hour <= 23 && minute <= 59).then_some(LocalTime { hour, minute })
+    match n {
+        Some(n) if n >= min.into() => T::try_from(n).map_err(|_| Expected::AtMost(max.into())),
+        _ => Err(Expected::AtLeast(min.into())),
+    }
 }
 
-fn to_path(s: &[u8]) -> Result<Option<PathBuf>, String> {
-    use std::os::unix::ffi::OsStrExt;
-    if s.is_empty() {
-        return Ok(None);
+/// `H:MM` or `HH:MM`, 00:00 to 23:59.
+fn time(s: &[u8]) -> Result<LocalTime, Expected> {
+    let number = |d: &[u8]| {
+        d.iter()
+            .try_fold(0, |n, &b| Some(n * 10 + char::from(b).to_digit(10)?))
+    };
+    match s {
+        [h @ .., b':', m1, m2] if (1..=2).contains(&h.len()) => {
+            match (number(h), number(&[*m1, *m2])) {
+                (Some(hour @ 0..=23), Some(minute @ 0..=59)) => Ok(LocalTime { hour, minute }),
+                _ => Err(Expected::Time),
+            }
+        }
+        _ => Err(Expected::Time),
     }
-    if s.contains(&0) {
-        return Err("a file path without NUL bytes".to_string());
+}
+
+/// A file path, or none for `''`.
+fn path(s: &[u8]) -> Result<Option<PathBuf>, Expected> {
+    match s {
+        [] => Ok(None),
+        _ if s.contains(&0) => Err(Expected::PathWithoutNul),
+        _ => Ok(Some(OsStr::from_bytes(s).into())),
     }
-    Ok(Some(PathBuf::from(std::ffi::OsStr::from_bytes(s))))
 }
 
 // ---------------------------------------------------------------------------
 // Values
 
-/// A define's value as far as we understand it.
-#[derive(Debug, PartialEq)]
+/// A define's value, as far as a literal goes.
 enum Value {
     Bool(bool),
-    /// An integer; `None` when it does not fit in an i128.
-    Int(Option<i128>),
-    /// A string without interpolation (an integer slot coerces a numeric one).
+    /// Saturated at the bounds of an i128, beyond those of any field.
+    Int(i128),
+    /// A quoted string without interpolation.
     Str(Vec<u8>),
-    /// Anything else: floats, null, constants, expressions, interpolation.
+    /// Anything else: floats, NULL, constants, expressions, interpolation, nothing.
     Other,
 }
 
 fn classify(toks: &[Token], src: &[u8]) -> Value {
-    let text = |t: &Token| &src[t.start..t.end];
-    match toks {
-        [t]
-        | [Token {
-            tok: Tok::Punct(b'\\'),
-            ..
-        }, t]
-            if t.tok == Tok::Ident =>
-        {
-            match text(t).to_ascii_lowercase().as_slice() {
-                b"true" => Value::Bool(true),
-                b"false" => Value::Bool(false),
-                _ => Value::Other,
-            }
-        }
-        [t] if t.tok == Tok::Num => int_literal(text(t)).map_or(Value::Other, Value::Int),
-        [sign, t] if t.tok == Tok::Num && matches!(sign.tok, Tok::Punct(b'-' | b'+')) => {
-            match int_literal(text(t)) {
-                Some(n) if sign.tok == Tok::Punct(b'-') => Value::Int(n.map(|n| -n)),
-                Some(n) => Value::Int(n),
-                None => Value::Other,
-            }
-        }
-        [Token {
-            tok:
-                Tok::Str {
-                    value,
-                    interpolated: false,
-                },
-            ..
-        }] => Value::Str(value.clone()),
+    let (sign, t) = match toks {
+        [t] => (None, t),
+        [sign, t] => (Some(sign.kind), t),
+        _ => return Value::Other,
+    };
+    let lit = &src[t.start..t.end];
+    // `\FALSE` is the same constant, fully qualified.
+    let constant = matches!(sign, None | Some(Kind::Punct(b'\\'))) && t.kind == Kind::Word;
+    let negative = sign == Some(Kind::Punct(b'-'));
+    match (sign, t.kind) {
+        (None, Kind::Str) => string_value(lit).map_or(Value::Other, Value::Str),
+        _ if constant && lit.eq_ignore_ascii_case(b"true") => Value::Bool(true),
+        _ if constant && lit.eq_ignore_ascii_case(b"false") => Value::Bool(false),
+        (None | Some(Kind::Punct(b'+' | b'-')), Kind::Number) => match int_literal(lit) {
+            Some(n) => Value::Int(if negative { -n } else { n }),
+            None => Value::Other,
+        },
         _ => Value::Other,
     }
 }
 
-/// A PHP integer literal (decimal, 0x, 0b, 0o or leading-0 octal, `_` separators).
-/// `None` when it is not an integer literal (a float); `Some(None)` on overflow.
-fn int_literal(lit: &[u8]) -> Option<Option<i128>> {
-    let digits: Vec<u8> = lit.iter().copied().filter(|&b| b != b'_').collect();
-    let lower = digits.to_ascii_lowercase();
-    let (radix, body) = if let Some(rest) = lower.strip_prefix(b"0x") {
-        (16, rest)
-    } else if let Some(rest) = lower.strip_prefix(b"0b") {
-        (2, rest)
-    } else if let Some(rest) = lower.strip_prefix(b"0o") {
-        (8, rest)
-    } else if lower.len() > 1 && lower[0] == b'0' {
-        (8, &lower[1..])
-    } else {
-        (10, lower.as_slice())
+/// A PHP integer literal: decimal, `0x`, `0b`, `0o` or `0` (octal), `_` between
+/// digits. `None` if it is no integer (a float, say).
+fn int_literal(lit: &[u8]) -> Option<i128> {
+    let mut lit = lit.to_ascii_lowercase();
+    lit.retain(|&b| b != b'_');
+    match lit.as_slice() {
+        [b'0', b'x', hex @ ..] => parse_int(hex, 16),
+        [b'0', b'b', bin @ ..] => parse_int(bin, 2),
+        [b'0', b'o', oct @ ..] => parse_int(oct, 8),
+        [b'0', oct @ ..] if !oct.is_empty() => parse_int(oct, 8),
+        dec => parse_int(dec, 10),
+    }
+}
+
+/// Digits in `radix` after an optional sign, saturated at the bounds of an i128.
+fn parse_int(s: &[u8], radix: u32) -> Option<i128> {
+    let (sign, digits) = match s {
+        [b'-', digits @ ..] => (-1, digits),
+        [b'+', digits @ ..] | digits => (1, digits),
     };
-    digits_value(body, radix)
+    let n = digits.iter().try_fold(0i128, |n, &b| {
+        let digit = char::from(b).to_digit(radix)?;
+        Some(n.saturating_mul(radix.into()).saturating_add(digit.into()))
+    });
+    n.filter(|_| !digits.is_empty()).map(|n| sign * n)
 }
 
-fn digits_value(body: &[u8], radix: u32) -> Option<Option<i128>> {
-    if body.is_empty() {
-        return None;
-    }
-    let mut acc: Option<i128> = Some(0);
-    for &b in body {
-        let d = char::from(b).to_digit(radix)?;
-        acc = acc
-            .and_then(|a| a.checked_mul(i128::from(radix)))
-            .and_then(|a| a.checked_add(i128::from(d)));
-    }
-    Some(acc)
-}
-
-/// A string PHP would coerce to an integer: optional whitespace, sign, decimal digits.
-fn numeric_string(s: &[u8]) -> Option<Option<i128>> {
-    let s = s.trim_ascii();
-    let (neg, digits) = match s.first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let n = digits_value(digits, 10)?;
-    Some(if neg { n.map(|n| -n) } else { n })
-}
-
-/// The value's source text for messages: whitespace collapsed, shortened.
-fn source_text(src: &[u8], toks: &[Token]) -> String {
+/// The value's source text for messages: white space collapsed, shortened.
+fn source_text(toks: &[Token], src: &[u8]) -> String {
     let (Some(first), Some(last)) = (toks.first(), toks.last()) else {
         return String::new();
     };
     let raw = String::from_utf8_lossy(&src[first.start..last.end]);
-    let collapsed: Vec<&str> = raw.split_whitespace().collect();
-    let text = collapsed.join(" ");
-    const MAX: usize = 60;
-    if text.chars().count() > MAX {
-        let short: String = text.chars().take(MAX).collect();
-        format!("{short}...")
-    } else {
-        text
+    let text = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    match text.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
     }
 }
 
-/// The bytes of a single non-interpolated string literal.
-fn plain_string(toks: &[Token]) -> Option<Vec<u8>> {
-    match toks {
-        [Token {
-            tok:
-                Tok::Str {
-                    value,
-                    interpolated: false,
-                },
-            ..
-        }] => Some(value.clone()),
-        _ => None,
+/// The bytes of a quoted string literal, PHP's escapes decoded; `None` for one
+/// we do not take: interpolating a variable (`$x`, `{$`, `${`), a heredoc or a
+/// backtick command.
+fn string_value(lit: &[u8]) -> Option<Vec<u8>> {
+    let (&quote, body) = lit.split_first()?;
+    let mut rest = body.strip_suffix(&[quote])?;
+    let mut out = Vec::with_capacity(rest.len());
+    while let Some((&c, tail)) = rest.split_first() {
+        // The byte, and how many bytes after `c` said it.
+        let (byte, used) = match (quote, c, tail.first().copied()) {
+            (b'"', b'$', Some(n)) if n == b'{' || is_ident_start(n) => return None,
+            (b'\'', b'\\', Some(e @ (b'\'' | b'\\'))) => (e, 1),
+            // An unknown escape keeps its backslash.
+            (b'"', b'\\', Some(e)) => escape(e, tail).unwrap_or((b'\\', 0)),
+            (b'\'' | b'"', _, _) => (c, 0),
+            _ => return None,
+        };
+        out.push(byte);
+        rest = &tail[used..];
     }
+    Some(out)
+}
+
+/// The escape `\e...` of a double-quoted string (`tail` starts at `e`): its
+/// byte and length. `\u{...}` is left undecoded: no value of ours needs it.
+fn escape(e: u8, tail: &[u8]) -> Option<(u8, usize)> {
+    match e {
+        b'n' => Some((b'\n', 1)),
+        b't' => Some((b'\t', 1)),
+        b'r' => Some((b'\r', 1)),
+        b'v' => Some((0x0b, 1)),
+        b'e' => Some((0x1b, 1)),
+        b'f' => Some((0x0c, 1)),
+        b'\\' | b'$' | b'"' => Some((e, 1)),
+        // `\x41`: 1 or 2 hex digits.
+        b'x' => code(&tail[1..], 16, 2).map(|(byte, len)| (byte, len + 1)),
+        // `\101`: 1 to 3 octal digits.
+        _ => code(tail, 8, 3),
+    }
+}
+
+/// A byte written as 1 to `max` digits in `radix`, and how many digits; of
+/// `\777` PHP keeps the low byte.
+fn code(digits: &[u8], radix: u32, max: usize) -> Option<(u8, usize)> {
+    let digits = &digits[..max.min(digits.len())];
+    let len = run(digits, |b| char::from(b).is_digit(radix));
+    let n = u32::from_str_radix(std::str::from_utf8(&digits[..len]).ok()?, radix).ok()?;
+    Some(((n & 0xff) as u8, len))
 }
 
 // ---------------------------------------------------------------------------
 // define( ... ) calls
 
-/// Whether token `i` starts a call of the global function `define`.
-fn is_define_call(toks: &[Token], i: usize, src: &[u8]) -> bool {
-    let t = &toks[i];
-    if t.tok != Tok::Ident || !src[t.start..t.end].eq_ignore_ascii_case(b"define") {
-        return false;
-    }
-    if toks.get(i + 1).map(|n| &n.tok) != Some(&Tok::Punct(b'(')) {
-        return false;
-    }
-    let Some(prev) = i.checked_sub(1).map(|p| &toks[p]) else {
-        return true;
+/// The known name defined by the call at token `i`, if it is one: of the global
+/// function `define` (not `$o->define(`, `C::define(`, `Ns\define(` or
+/// `$define(`), with a string literal as its whole first argument (not
+/// `'BG_' . $x`).
+fn known_define(toks: &[Token], i: usize, src: &[u8]) -> Option<&'static (&'static str, Slot)> {
+    let kind = |j: usize| toks.get(j).map(|t| t.kind);
+    let call = matches!(
+        (kind(i), kind(i + 1), kind(i + 2), kind(i + 3)),
+        (
+            Some(Kind::Word),
+            Some(Kind::Punct(b'(')),
+            Some(Kind::Str),
+            None | Some(Kind::Punct(b',' | b')' | b';'))
+        )
+    );
+    let before = |back: usize| i.checked_sub(back).map(|j| &toks[j]);
+    let member = match (before(2), before(1)) {
+        (_, Some(b)) if b.kind == Kind::Punct(b'$') => b.end == toks[i].start,
+        (Some(a), Some(b)) if a.end == b.start => matches!(
+            (a.kind, b.kind),
+            (Kind::Punct(b'-'), Kind::Punct(b'>'))
+                | (Kind::Punct(b':'), Kind::Punct(b':'))
+                | (Kind::Word, Kind::Punct(b'\\'))
+        ),
+        _ => false,
     };
-    match prev.tok {
-        // $obj->define(, Foo::define(
-        Tok::Arrow | Tok::DoubleColon => false,
-        // function define(, new define(
-        Tok::Ident => {
-            let word = src[prev.start..prev.end].to_ascii_lowercase();
-            !matches!(word.as_slice(), b"function" | b"fn" | b"new" | b"const")
-        }
-        // \define( is the global function; Ns\define( is not.
-        Tok::Punct(b'\\') => !matches!(i.checked_sub(2).map(|p| &toks[p].tok), Some(Tok::Ident)),
-        _ => true,
+    let text = |j: usize| &src[toks[j].start..toks[j].end];
+    if !call || member || !text(i).eq_ignore_ascii_case(b"define") {
+        return None;
     }
+    let name = string_value(text(i + 2))?;
+    KNOWN.iter().find(|(known, _)| known.as_bytes() == name)
 }
 
-enum CallEnd {
-    Closed,
-    /// End of file (or an unterminated string/comment) before `)`.
-    Unterminated,
-    /// A `;` at the call's own level before `)`.
-    Semicolon,
-}
-
-struct Call {
-    /// Token index ranges of the arguments (empty ranges for empty arguments).
-    args: Vec<std::ops::Range<usize>>,
-    end: CallEnd,
-}
-
-/// Split the arguments of a call whose `(` is token `open`.
-fn scan_call(toks: &[Token], open: usize) -> Call {
-    let mut args = Vec::new();
+/// The tokens of the second argument of the call whose `(` is token `open`,
+/// or what was found instead (for the message).
+fn define_value(toks: &[Token], open: usize) -> Result<&[Token], &'static str> {
     let mut depth = 0usize;
-    let mut arg_start = open + 1;
+    // Where the arguments end: each `,` at the call's level, then its `)`.
+    let mut ends = Vec::new();
     for (j, t) in toks.iter().enumerate().skip(open + 1) {
-        match t.tok {
-            Tok::Unterminated => break,
-            Tok::Punct(b'(' | b'[' | b'{') => depth += 1,
-            Tok::Punct(b')' | b']' | b'}') if depth > 0 => depth -= 1,
-            Tok::Punct(b')') => {
-                args.push(arg_start..j);
-                return Call {
-                    args,
-                    end: CallEnd::Closed,
-                };
+        match t.kind {
+            Kind::Punct(b'(' | b'[' | b'{') => depth += 1,
+            Kind::Punct(b')' | b']' | b'}') if depth > 0 => depth -= 1,
+            Kind::Punct(b',') if depth == 0 => ends.push(j),
+            Kind::Punct(b';') if depth == 0 => {
+                return Err("a define without its closing parenthesis")
             }
-            Tok::Punct(b',') if depth == 0 => {
-                args.push(arg_start..j);
-                arg_start = j + 1;
-            }
-            Tok::Punct(b';') if depth == 0 => {
-                args.push(arg_start..j);
-                return Call {
-                    args,
-                    end: CallEnd::Semicolon,
+            Kind::Punct(b')') => {
+                ends.push(j);
+                return match ends[..] {
+                    [first, second, ..] if second > first + 1 => Ok(&toks[first + 1..second]),
+                    _ => Err("no value"),
                 };
             }
             _ => {}
         }
     }
-    let stop = toks
-        .iter()
-        .skip(arg_start)
-        .position(|t| t.tok == Tok::Unterminated)
-        .map_or(toks.len(), |p| arg_start + p);
-    args.push(arg_start..stop.max(arg_start));
-    Call {
-        args,
-        end: CallEnd::Unterminated,
-    }
+    Err("an unterminated define")
+}
+
+fn line_of(src: &[u8], at: usize) -> usize {
+    1 + src[..at].iter().filter(|&&b| b == b'\n').count()
 }
 
 // ---------------------------------------------------------------------------
-// Lexer
+// The scanner
 
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Ident,
-    Num,
-    Str {
-        value: Vec<u8>,
-        interpolated: bool,
-    },
-    Heredoc,
-    Var,
-    Arrow,
-    DoubleColon,
+/// What the scanner tells apart; white space and comments leave no token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A name or keyword (the `$` of a variable is a `Punct`).
+    Word,
+    /// A number, integer or not (the `.` of a float is a `Punct`).
+    Number,
+    /// A quoted string, a backtick command or a heredoc.
+    Str,
+    /// Any other byte of code.
     Punct(u8),
-    /// A string, heredoc or comment that runs to the end of the file.
-    Unterminated,
 }
 
-#[derive(Debug, Clone, PartialEq)]
 struct Token {
-    tok: Tok,
+    kind: Kind,
     start: usize,
     end: usize,
-    /// 1-based line where the token starts.
-    line: usize,
 }
 
-struct Lexer<'a> {
-    src: &'a [u8],
-    pos: usize,
-    line: usize,
-    out: Vec<Token>,
+/// The tokens of `src`, up to a string, heredoc or comment left open (which
+/// leaves a define around it unterminated).
+fn tokens(src: &[u8]) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while let Some((kind, len)) = src.get(start..).and_then(token) {
+        let end = start + len;
+        out.extend(kind.map(|kind| Token { kind, start, end }));
+        start = end;
+    }
+    out
+}
+
+/// The token at the start of `rest` (`None` for white space or a comment) and
+/// its length; `None` at the end of the file or at what stays open to it.
+fn token(rest: &[u8]) -> Option<(Option<Kind>, usize)> {
+    let b = *rest.first()?;
+    Some(match b {
+        b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => (None, 1),
+        // A line comment also ends at `?>` (PHP's rule).
+        _ if b == b'#' || rest.starts_with(b"//") => {
+            let end = (0..rest.len()).find(|&i| rest[i] == b'\n' || rest[i..].starts_with(b"?>"));
+            (None, end.unwrap_or(rest.len()))
+        }
+        _ if rest.starts_with(b"/*") => (None, find(&rest[2..], b"*/")? + 4),
+        b'\'' | b'"' | b'`' => (Some(Kind::Str), string_len(rest)?),
+        b'<' => match heredoc_len(rest) {
+            Some(len) => (Some(Kind::Str), len?),
+            None => (Some(Kind::Punct(b'<')), 1),
+        },
+        // `?>` ends a statement, as `;` does; up to the next `<?` is HTML.
+        _ if rest.starts_with(b"?>") => (
+            Some(Kind::Punct(b';')),
+            find(rest, b"<?").unwrap_or(rest.len()),
+        ),
+        b'0'..=b'9' => (Some(Kind::Number), run(rest, is_ident_char)),
+        _ if is_ident_char(b) => (Some(Kind::Word), run(rest, is_ident_char)),
+        _ => (Some(Kind::Punct(b)), 1),
+    })
+}
+
+/// A quoted string's length. A backslash escapes the next byte, whatever it
+/// is: enough to find the end without decoding.
+fn string_len(rest: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    while let Some(&c) = rest.get(i) {
+        if c == rest[0] {
+            return Some(i + 1);
+        }
+        i += if c == b'\\' { 2 } else { 1 };
+    }
+    None
+}
+
+/// `<<<ID`, `<<<'ID'` or `<<<"ID"` and a line end open a heredoc; the first
+/// line holding ID after its indentation closes it. `None`: no heredoc here;
+/// `Some(None)`: open to the end of the file.
+fn heredoc_len(rest: &[u8]) -> Option<Option<usize>> {
+    let blank = |c: u8| c == b' ' || c == b'\t';
+    let opener = rest.strip_prefix(b"<<<")?;
+    let opener = &opener[run(opener, blank)..];
+    let (quote, opener) = match opener {
+        [q @ (b'\'' | b'"'), tail @ ..] => (std::slice::from_ref(q), tail),
+        _ => (&[][..], opener),
+    };
+    let label = &opener[..run(opener, is_ident_char)];
+    if !label.first().copied().is_some_and(is_ident_start) {
+        return None;
+    }
+    let opener = opener[label.len()..].strip_prefix(quote)?;
+    let body = opener
+        .strip_prefix(b"\r")
+        .unwrap_or(opener)
+        .strip_prefix(b"\n")?;
+    let mut line = rest.len() - body.len();
+    loop {
+        let at = line + run(&rest[line..], blank);
+        let end = at + label.len();
+        if rest[at..].starts_with(label) && !rest.get(end).copied().is_some_and(is_ident_char) {
+            return Some(Some(end));
+        }
+        match find(&rest[line..], b"\n") {
+            Some(nl) => line += nl + 1,
+            None => return Some(None),
+        }
+    }
 }
 
 fn is_ident_start(b: u8) -> bool {
@@ -685,361 +608,13 @@ fn is_ident_char(b: u8) -> bool {
     is_ident_start(b) || b.is_ascii_digit()
 }
 
-impl<'a> Lexer<'a> {
-    fn new(src: &'a [u8]) -> Self {
-        Lexer {
-            src,
-            pos: 0,
-            line: 1,
-            out: Vec::new(),
-        }
-    }
+/// How many bytes at the start of `s` satisfy `f`.
+fn run(s: &[u8], f: impl Fn(u8) -> bool) -> usize {
+    s.iter().take_while(|&&b| f(b)).count()
+}
 
-    fn peek(&self, ahead: usize) -> Option<u8> {
-        self.src.get(self.pos + ahead).copied()
-    }
-
-    fn starts_with_ci(&self, s: &[u8]) -> bool {
-        self.src
-            .get(self.pos..self.pos + s.len())
-            .is_some_and(|w| w.eq_ignore_ascii_case(s))
-    }
-
-    /// Consume one byte, counting lines.
-    fn bump(&mut self) -> Option<u8> {
-        let b = self.peek(0)?;
-        self.pos += 1;
-        if b == b'\n' {
-            self.line += 1;
-        }
-        Some(b)
-    }
-
-    fn push(&mut self, tok: Tok, start: usize, line: usize) {
-        self.out.push(Token {
-            tok,
-            start,
-            end: self.pos,
-            line,
-        });
-    }
-
-    fn run(mut self) -> Vec<Token> {
-        while let Some(b) = self.peek(0) {
-            let (start, line) = (self.pos, self.line);
-            match b {
-                b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c => {
-                    self.bump();
-                }
-                b'#' => self.line_comment(),
-                b'/' if self.peek(1) == Some(b'/') => self.line_comment(),
-                b'/' if self.peek(1) == Some(b'*') => {
-                    if !self.block_comment() {
-                        self.push(Tok::Unterminated, start, line);
-                        break;
-                    }
-                }
-                b'\'' => self.single_quoted(),
-                b'"' | b'`' => self.double_quoted(b),
-                b'<' if self.starts_with_ci(b"<?php") => self.pos += 5,
-                b'<' if self.starts_with_ci(b"<?=") => self.pos += 3,
-                b'<' if self.starts_with_ci(b"<<<") && self.heredoc() => {}
-                b'?' if self.peek(1) == Some(b'>') => {
-                    self.pos += 2;
-                    // `?>` ends a statement like `;`, then inline HTML follows.
-                    self.push(Tok::Punct(b';'), start, line);
-                    self.inline_html();
-                }
-                b'?' if self.starts_with_ci(b"?->") => {
-                    self.pos += 3;
-                    self.push(Tok::Arrow, start, line);
-                }
-                b'-' if self.peek(1) == Some(b'>') => {
-                    self.pos += 2;
-                    self.push(Tok::Arrow, start, line);
-                }
-                b':' if self.peek(1) == Some(b':') => {
-                    self.pos += 2;
-                    self.push(Tok::DoubleColon, start, line);
-                }
-                b'$' if self.peek(1).is_some_and(is_ident_start) => {
-                    self.pos += 1;
-                    self.ident_tail();
-                    self.push(Tok::Var, start, line);
-                }
-                b'0'..=b'9' => self.number(),
-                b'.' if self.peek(1).is_some_and(|c| c.is_ascii_digit()) => self.number(),
-                _ if is_ident_start(b) => {
-                    self.ident_tail();
-                    self.push(Tok::Ident, start, line);
-                }
-                _ => {
-                    self.pos += 1;
-                    self.push(Tok::Punct(b), start, line);
-                }
-            }
-            if self.out.last().is_some_and(|t| t.tok == Tok::Unterminated) {
-                break;
-            }
-        }
-        self.out
-    }
-
-    fn ident_tail(&mut self) {
-        while self.peek(0).is_some_and(is_ident_char) {
-            self.pos += 1;
-        }
-    }
-
-    fn number(&mut self) {
-        let (start, line) = (self.pos, self.line);
-        let hex = self.starts_with_ci(b"0x");
-        while let Some(c) = self.peek(0) {
-            let exp_sign = !hex
-                && matches!(c, b'+' | b'-')
-                && matches!(self.src.get(self.pos.wrapping_sub(1)), Some(b'e' | b'E'));
-            if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || exp_sign {
-                self.pos += 1;
-            } else {
-                break;
-            }
-        }
-        self.push(Tok::Num, start, line);
-    }
-
-    /// `//` or `#` to the end of the line; `?>` also ends it (PHP's rule).
-    fn line_comment(&mut self) {
-        while let Some(c) = self.peek(0) {
-            if c == b'\n' || (c == b'?' && self.peek(1) == Some(b'>')) {
-                return;
-            }
-            self.pos += 1;
-        }
-    }
-
-    /// `/* ... */`; false if it runs to the end of the file.
-    fn block_comment(&mut self) -> bool {
-        self.pos += 2;
-        while self.peek(0).is_some() {
-            if self.peek(0) == Some(b'*') && self.peek(1) == Some(b'/') {
-                self.pos += 2;
-                return true;
-            }
-            self.bump();
-        }
-        false
-    }
-
-    /// After `?>`: skip output text until the next `<?php`, `<?=` or `<?`.
-    fn inline_html(&mut self) {
-        while self.peek(0).is_some() {
-            if self.starts_with_ci(b"<?php") {
-                self.pos += 5;
-                return;
-            }
-            if self.starts_with_ci(b"<?=") {
-                self.pos += 3;
-                return;
-            }
-            if self.starts_with_ci(b"<?") {
-                self.pos += 2;
-                return;
-            }
-            self.bump();
-        }
-    }
-
-    /// `'...'`: only `\'` and `\\` are escapes.
-    fn single_quoted(&mut self) {
-        let (start, line) = (self.pos, self.line);
-        self.pos += 1;
-        let mut value = Vec::new();
-        while let Some(c) = self.bump() {
-            match c {
-                b'\'' => {
-                    self.push(
-                        Tok::Str {
-                            value,
-                            interpolated: false,
-                        },
-                        start,
-                        line,
-                    );
-                    return;
-                }
-                b'\\' if matches!(self.peek(0), Some(b'\'' | b'\\')) => {
-                    value.extend(self.bump());
-                }
-                _ => value.push(c),
-            }
-        }
-        self.push(Tok::Unterminated, start, line);
-    }
-
-    /// `"..."` (or a backtick command): PHP's escapes; `$name`/`${`/`{$` is interpolation.
-    fn double_quoted(&mut self, quote: u8) {
-        let (start, line) = (self.pos, self.line);
-        self.pos += 1;
-        let mut value = Vec::new();
-        let mut interpolated = quote == b'`';
-        while let Some(c) = self.bump() {
-            match c {
-                _ if c == quote => {
-                    self.push(
-                        Tok::Str {
-                            value,
-                            interpolated,
-                        },
-                        start,
-                        line,
-                    );
-                    return;
-                }
-                b'$' if self.peek(0).is_some_and(|n| is_ident_start(n) || n == b'{') => {
-                    interpolated = true;
-                    value.push(c);
-                }
-                b'\\' => self.escape(quote, &mut value),
-                _ => value.push(c),
-            }
-        }
-        self.push(Tok::Unterminated, start, line);
-    }
-
-    /// One escape sequence after `\` in a double-quoted string.
-    fn escape(&mut self, quote: u8, value: &mut Vec<u8>) {
-        let Some(e) = self.peek(0) else {
-            value.push(b'\\');
-            return;
-        };
-        let simple = match e {
-            b'n' => Some(b'\n'),
-            b't' => Some(b'\t'),
-            b'r' => Some(b'\r'),
-            b'v' => Some(0x0b),
-            b'e' => Some(0x1b),
-            b'f' => Some(0x0c),
-            b'\\' | b'$' => Some(e),
-            _ if e == quote => Some(e),
-            _ => None,
-        };
-        if let Some(v) = simple {
-            self.pos += 1;
-            value.push(v);
-            return;
-        }
-        let radix_digits = |lexer: &Self, from: usize, radix: u32, max: usize| {
-            lexer.src[from.min(lexer.src.len())..]
-                .iter()
-                .take(max)
-                .take_while(|b| char::from(**b).is_digit(radix))
-                .count()
-        };
-        match e {
-            b'0'..=b'7' => {
-                let n = radix_digits(self, self.pos, 8, 3);
-                let v = self.src[self.pos..self.pos + n]
-                    .iter()
-                    .fold(0u32, |a, &b| a * 8 + u32::from(b - b'0'));
-                value.push((v & 0xff) as u8);
-                self.pos += n;
-            }
-            b'x' if radix_digits(self, self.pos + 1, 16, 2) > 0 => {
-                let n = radix_digits(self, self.pos + 1, 16, 2);
-                let v = self.src[self.pos + 1..self.pos + 1 + n]
-                    .iter()
-                    .fold(0u32, |a, &b| {
-                        a * 16 + char::from(b).to_digit(16).unwrap_or(0)
-                    });
-                value.push((v & 0xff) as u8);
-                self.pos += 1 + n;
-            }
-            b'u' if self.peek(1) == Some(b'{') => {
-                let from = self.pos + 2;
-                let n = radix_digits(self, from, 16, 8);
-                let closed = self.src.get(from + n) == Some(&b'}');
-                let cp = self.src[from..from + n].iter().fold(0u32, |a, &b| {
-                    a.saturating_mul(16)
-                        .saturating_add(char::from(b).to_digit(16).unwrap_or(0))
-                });
-                match char::from_u32(cp).filter(|_| closed && n > 0) {
-                    Some(ch) => {
-                        let mut buf = [0u8; 4];
-                        value.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                        self.pos = from + n + 1;
-                    }
-                    // PHP refuses to parse this; keep the text, the value is unusable anyway.
-                    None => value.push(b'\\'),
-                }
-            }
-            _ => value.push(b'\\'),
-        }
-    }
-
-    /// `<<<ID`, `<<<"ID"` or `<<<'ID'` up to a line starting (after indentation)
-    /// with `ID`. Returns false, consuming nothing, if this is not a heredoc.
-    fn heredoc(&mut self) -> bool {
-        let (start, line) = (self.pos, self.line);
-        let mut p = self.pos + 3;
-        while matches!(self.src.get(p), Some(b' ' | b'\t')) {
-            p += 1;
-        }
-        let quote = match self.src.get(p) {
-            Some(&q @ (b'\'' | b'"')) => {
-                p += 1;
-                Some(q)
-            }
-            _ => None,
-        };
-        let id_start = p;
-        if !self.src.get(p).copied().is_some_and(is_ident_start) {
-            return false;
-        }
-        while self.src.get(p).copied().is_some_and(is_ident_char) {
-            p += 1;
-        }
-        let id = &self.src[id_start..p];
-        if let Some(q) = quote {
-            if self.src.get(p) != Some(&q) {
-                return false;
-            }
-            p += 1;
-        }
-        match self.src.get(p) {
-            Some(b'\n') => {}
-            Some(b'\r') if self.src.get(p + 1) == Some(&b'\n') => {}
-            _ => return false,
-        }
-        // Consume the opening line, then look for the closing identifier.
-        while self.pos < p {
-            self.bump();
-        }
-        loop {
-            // At the end of a line: step to the next one.
-            while self.peek(0).is_some_and(|c| c != b'\n') {
-                self.pos += 1;
-            }
-            if self.bump().is_none() {
-                self.push(Tok::Unterminated, start, line);
-                return true;
-            }
-            let mut q = self.pos;
-            while matches!(self.src.get(q), Some(b' ' | b'\t')) {
-                q += 1;
-            }
-            if self.src.get(q..q + id.len()) == Some(id)
-                && !self
-                    .src
-                    .get(q + id.len())
-                    .copied()
-                    .is_some_and(is_ident_char)
-            {
-                self.pos = q + id.len();
-                self.push(Tok::Heredoc, start, line);
-                return true;
-            }
-        }
-    }
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -1270,6 +845,35 @@ define('BG_MAX_THREADS', 9); // second define: PHP keeps the first
                 (*line, *message, "config.inc"),
                 "{case}"
             );
+        }
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn calls_and_values_at_the_edges() {
+        let d = Config::default();
+        let ok: &[(&str, &str, Config)] = &[
+            ("global_define_after_a_word", "echo \\define('BG_MAX_THREADS', 3);", Config { max_threads: 3, ..d.clone() }),
+            ("variable_function_ignored", "$define('BG_MAX_THREADS', 0);", d.clone()),
+            ("method_call_with_spaces_ignored", "$o -> define('BG_MAX_THREADS', 0);", d.clone()),
+            ("static_call_ignored", "Config::define('BG_MAX_THREADS', 0);", d.clone()),
+            ("close_tag_comment_string", "?><p>'</p><?php define('BG_MAX_THREADS', 3);", Config { max_threads: 3, ..d.clone() }),
+            ("heredoc_closed_by_indented_label", "$a = <<<\"EOT\"\r\ndefine('BG_MAX_THREADS', 0);\r\n\tEOT;\ndefine('BG_MAX_THREADS', 3);", Config { max_threads: 3, ..d.clone() }),
+        ];
+        for (case, text, want) in ok {
+            assert_eq!(parse_str(text).as_ref(), Ok(want), "{case}");
+        }
+        let err: &[(&str, &str, &str)] = &[
+            ("ca_file_interpolated", "define('BG_TLS_CA_FILE', \"$dir/ca.pem\");", "BG_TLS_CA_FILE expects a string (a file path, or '' for none), got \"$dir/ca.pem\""),
+            ("ca_file_from_backticks", "define('BG_TLS_CA_FILE', `cat x`);", "BG_TLS_CA_FILE expects a string (a file path, or '' for none), got `cat x`"),
+            ("ca_file_from_heredoc", "define('BG_TLS_CA_FILE', <<<EOT\n/ca.pem\nEOT);", "BG_TLS_CA_FILE expects a string (a file path, or '' for none), got <<<EOT /ca.pem EOT"),
+            ("int_underflowing_everything", "define('BG_MAX_RUN_TIME', -999999999999999999999999999999999999999999);", "BG_MAX_RUN_TIME expects an integer >= 1, got -999999999999999999999999999999999999999999"),
+            ("time_with_sign", "define('EMAIL_BG_LO_FOLDERS_SYNC_START', '+7:00');", "EMAIL_BG_LO_FOLDERS_SYNC_START expects a time 'HH:MM' (00:00 to 23:59), got '+7:00'"),
+            ("numeric_string_with_two_signs", "define('BG_MAX_THREADS', '+-3');", "BG_MAX_THREADS expects an integer >= 1, got '+-3'"),
+        ];
+        for (case, text, message) in err {
+            let e = parse_str(text).expect_err(case);
+            assert_eq!((e.line, e.message.as_str()), (1, *message), "{case}");
         }
     }
 
