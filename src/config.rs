@@ -59,6 +59,10 @@ pub struct Config {
     pub tls_ca_file: Option<PathBuf>,
     /// `BG_MAX_MESSAGE_SIZE` (bytes): larger messages are fetched apart; 0 = no limit.
     pub max_message_size: u64,
+    /// `BG_LOGIN_RETRY_MIN` (s): the wait after a first refused login.
+    pub login_retry_min: i64,
+    /// `BG_LOGIN_RETRY_MAX` (s): the longest wait after refused logins.
+    pub login_retry_max: i64,
 }
 
 /// A local wall-clock time of day, `HH:MM` (seconds are zero).
@@ -95,6 +99,8 @@ impl Default for Config {
             outbox_lifetime: 432_000,
             tls_ca_file: None,
             max_message_size: 26_214_400,
+            login_retry_min: 900,
+            login_retry_max: 86_400,
         }
     }
 }
@@ -200,12 +206,15 @@ static KNOWN: &[(&str, Slot)] = &[
     ("EMAIL_OUTBOX_LIFETIME", Slot::I64(|c| &mut c.outbox_lifetime, 0)),
     ("BG_TLS_CA_FILE", Slot::Path(|c| &mut c.tls_ca_file)),
     ("BG_MAX_MESSAGE_SIZE", Slot::U64(|c| &mut c.max_message_size, 0)),
+    ("BG_LOGIN_RETRY_MIN", Slot::I64(|c| &mut c.login_retry_min, 1)),
+    ("BG_LOGIN_RETRY_MAX", Slot::I64(|c| &mut c.login_retry_max, 1)),
 ];
 
 /// Names whose values must be in order: (least, most, both values).
 #[rustfmt::skip]
 static ORDERED: &[(&str, &str, fn(&Config) -> (i64, i64))] = &[
     ("EMAIL_OUTBOX_RETRY_MIN", "EMAIL_OUTBOX_RETRY_MAX", |c| (c.outbox_retry_min, c.outbox_retry_max)),
+    ("BG_LOGIN_RETRY_MIN", "BG_LOGIN_RETRY_MAX", |c| (c.login_retry_min, c.login_retry_max)),
 ];
 
 /// A field of [`Config`], by the type of value it takes.
@@ -709,6 +718,8 @@ define('EMAIL_OUTBOX_RETRY_MAX', 60);
 define('EMAIL_OUTBOX_LIFETIME', 86400);
 \\define('BG_TLS_CA_FILE', \"/etc/ssl/firma\\x2Dca.pem\");
 define('BG_MAX_MESSAGE_SIZE', 0);
+define('BG_LOGIN_RETRY_MIN', '120');
+define('BG_LOGIN_RETRY_MAX', 7200);
 define('BG_MAX_THREADS', 9); // second define: PHP keeps the first
 ";
         let got = parse_str(&big_config(ours)).expect("valid");
@@ -732,6 +743,8 @@ define('BG_MAX_THREADS', 9); // second define: PHP keeps the first
             outbox_lifetime: 86400,
             tls_ca_file: Some(PathBuf::from("/etc/ssl/firma-ca.pem")),
             max_message_size: 0,
+            login_retry_min: 120,
+            login_retry_max: 7200,
         };
         assert_eq!(got, want);
     }
@@ -819,6 +832,8 @@ define('BG_MAX_THREADS', 9); // second define: PHP keeps the first
             ("int_overflowing_everything", "define('BG_MAX_RUN_TIME', 999999999999999999999999999999999999999999);", 1, "BG_MAX_RUN_TIME expects an integer <= 9223372036854775807, got 999999999999999999999999999999999999999999"),
             ("retry_max_below_min", "define('EMAIL_OUTBOX_RETRY_MIN', 600);\n\ndefine('EMAIL_OUTBOX_RETRY_MAX', 500);", 3, "EMAIL_OUTBOX_RETRY_MAX expects an integer >= EMAIL_OUTBOX_RETRY_MIN (600), got 500"),
             ("retry_min_above_default_max", "\ndefine('EMAIL_OUTBOX_RETRY_MIN', 5000);", 2, "EMAIL_OUTBOX_RETRY_MIN expects an integer <= EMAIL_OUTBOX_RETRY_MAX (4000, the default), got 5000"),
+            ("zero_login_retry_min", "define('BG_LOGIN_RETRY_MIN', 0);", 1, "BG_LOGIN_RETRY_MIN expects an integer >= 1, got 0"),
+            ("login_retry_max_below_min", "define('BG_LOGIN_RETRY_MIN', 600);\ndefine('BG_LOGIN_RETRY_MAX', 60);", 2, "BG_LOGIN_RETRY_MAX expects an integer >= BG_LOGIN_RETRY_MIN (600), got 60"),
             ("time_hour_25", "define('EMAIL_BG_LO_FOLDERS_SYNC_START', '25:00');", 1, "EMAIL_BG_LO_FOLDERS_SYNC_START expects a time 'HH:MM' (00:00 to 23:59), got '25:00'"),
             ("time_minute_60", "define('EMAIL_BG_LO_FOLDERS_SYNC_START', '12:60');", 1, "EMAIL_BG_LO_FOLDERS_SYNC_START expects a time 'HH:MM' (00:00 to 23:59), got '12:60'"),
             ("time_hour_only_string", "define('EMAIL_BG_LO_FOLDERS_SYNC_START', '7');", 1, "EMAIL_BG_LO_FOLDERS_SYNC_START expects a time 'HH:MM' (00:00 to 23:59), got '7'"),

@@ -14,6 +14,8 @@
 //! - [`sync`]: the sync of one folder: read the server, plan (pure), execute.
 //! - [`writer`]: the one thread that writes a run's sync results.
 //! - [`imap`]: our blocking IMAP client (timeouts on every socket operation) and login.
+//! - [`auth`]: how an account logs in: passwords, OAuth 2.0 tokens (refresh,
+//!   device flow, SASL) and the back-off after refused logins.
 //! - [`schedule`]: the pure scheduler: which folders are due, in what order, and why.
 //! - [`store`]: the database behind one seam: all SQL and every SQLite type live here.
 //! - [`net`]: TCP connections with timeouts and TLS with verified certificates.
@@ -26,6 +28,7 @@
 //! - [`failpoint`]: crash points for the crash tests (`BACKPROC_FAILPOINTS`).
 //! - [`error`]: the errors that stop a command, each with its exit code.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -15,6 +15,7 @@ use crate::logging::chain;
 use crate::logging::{at, at_account, THREADING};
 use crate::schedule::Kind;
 use crate::store::{self, Account, FolderPatch, Location, Store};
+use crate::auth::Tokens;
 use crate::sync::{self, discover, plan, Ctx, SyncError};
 use crate::writer::{Pending, Writer};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -39,6 +40,10 @@ pub struct Settings<'a> {
     pub now: i64,
     pub limits: plan::Limits,
     pub tls: &'a crate::net::Tls,
+    /// The run's OAuth 2.0 tokens (shared with the outbox).
+    pub tokens: &'a Tokens<'a>,
+    /// `BG_LOGIN_RETRY_MIN`, `BG_LOGIN_RETRY_MAX`.
+    pub login_retry: (i64, i64),
     /// Where each worker opens its read connection.
     pub store: Location,
 }
@@ -52,6 +57,9 @@ pub enum Outcome {
     Failed,
     /// Not started because the run reached BG_MAX_RUN_TIME.
     Left,
+    /// Not started because the server limits connections (`[UNAVAILABLE]`
+    /// and the like): its account waits for the next run.
+    Skipped,
 }
 
 /// Progress reporting for a terminal.
@@ -270,7 +278,9 @@ impl Pool<'_> {
     }
 
     /// A connection-level failure: one reconnect per run, then the account
-    /// is given up (a refused login is given up at once).
+    /// is given up. A login that cannot work (refused, no token, a server
+    /// that limits connections) is given up at once; a refused login also
+    /// counts towards the account's back-off.
     fn connection_failed(&self, idx: usize, error: &imap::Error, requeue: Option<Job>) {
         let mut st = self.lock();
         let st = &mut *st;
@@ -285,26 +295,34 @@ impl Pool<'_> {
         }
         a.failures += 1;
         a.discovering = false;
-        let give_up = matches!(error, imap::Error::Auth(_)) || a.failures >= 2;
-        if give_up && !a.dead {
+        let at_once = matches!(
+            error,
+            imap::Error::Auth(_)
+                | imap::Error::LoginRefused(_)
+                | imap::Error::Unavailable(_)
+                | imap::Error::Token(_)
+        );
+        if (at_once || a.failures >= 2) && !a.dead {
             let reason = error.to_string();
-            log::error!(target: THREADING, "account {}: {reason}; its remaining tasks wait for the next run {}", a.account.email, at_account(acntid));
-            // Every job left fails, the large-message ones too: each is
-            // work this run owed and did not do.
+            // A server that limits connections fails nothing: the work
+            // waits for the next run. Anything else fails every job left,
+            // the large-message ones too: each is work this run owed.
+            let (outcome, waits) = match error {
+                imap::Error::Unavailable(_) => (Outcome::Skipped, "waits"),
+                _ => (Outcome::Failed, "wait"),
+            };
+            log::error!(target: THREADING, "account {}: {reason}; its remaining tasks {waits} for the next run {}", a.account.email, at_account(acntid));
             for job in a.jobs.drain(..) {
-                st.outcomes.push(Outcome::Failed);
+                st.outcomes.push(outcome.clone());
                 if let Job::Folder(..) = job {
                     self.progress.finished();
                 }
             }
             if !a.discovered {
-                st.outcomes.push(Outcome::Failed);
+                st.outcomes.push(outcome);
             }
             a.dead = true;
-            let now = self.settings.now;
-            let _ = self
-                .writer
-                .submit(move |s| s.set_account_error(acntid, Some(&reason), now));
+            self.record_account_error(acntid, error);
         } else {
             log::warn!(
                 "account {}: {error}; reconnecting {}",
@@ -319,6 +337,33 @@ impl Pool<'_> {
             let _ = self
                 .writer
                 .submit(move |s| s.set_folder_error(emfdid, Some(&e), now));
+        }
+    }
+
+    /// Records why the account was given up: a refused login also moves
+    /// its back-off on; the need for consent was recorded with the refusal.
+    fn record_account_error(&self, acntid: i64, error: &imap::Error) {
+        let (now, reason) = (self.settings.now, error.to_string());
+        match error {
+            imap::Error::LoginRefused(_) => {
+                let (min, max) = self.settings.login_retry;
+                let _ = self.writer.submit(move |s| {
+                    let delay = |n| crate::auth::login_retry_delay(n, min, max);
+                    let (failures, at) = s.login_refused(acntid, &reason, now, delay)?;
+                    log::info!(
+                        "login refused {failures} time(s) in a row; no attempt before {} s from now {}",
+                        at - now,
+                        at_account(acntid)
+                    );
+                    Ok(())
+                });
+            }
+            imap::Error::Token(crate::auth::Error::NeedsConsent(_)) => {}
+            _ => {
+                let _ = self
+                    .writer
+                    .submit(move |s| s.set_account_error(acntid, Some(&reason), now));
+            }
         }
     }
 
@@ -404,7 +449,7 @@ impl Pool<'_> {
                     .name("open".into())
                     .spawn_scoped(scope, || Store::connect(&s.store))
             });
-            let connected = imap::login(account, s.tls, s.io_timeout);
+            let connected = imap::login(account, s.tokens, s.tls, s.io_timeout);
             let opened = opening.map(|spawned| match spawned {
                 Ok(h) => h
                     .join()
@@ -429,9 +474,10 @@ impl Pool<'_> {
     }
 
     /// After a good login, the account's `last_error` of an earlier run is
-    /// cleared (once a run).
+    /// cleared and its refused-login back-off starts over (once a run).
     fn clear_old_error(&self, idx: usize, account: &Account) {
-        if account.last_error.is_none() {
+        let backoff = account.login_failures != 0 || account.login_retry_at.is_some();
+        if account.last_error.is_none() && !backoff {
             return;
         }
         let mut st = self.lock();
@@ -439,10 +485,16 @@ impl Pool<'_> {
             return;
         }
         st.accts[idx].cleared = true;
-        let (acntid, now) = (account.acntid, self.settings.now);
-        let _ = self
-            .writer
-            .submit(move |w| w.set_account_error(acntid, None, now));
+        let (acntid, now, had_error) = (account.acntid, self.settings.now, account.last_error.is_some());
+        let _ = self.writer.submit(move |w| {
+            if backoff {
+                w.login_ok(acntid)?;
+            }
+            if had_error {
+                w.set_account_error(acntid, None, now)?;
+            }
+            Ok(())
+        });
     }
 
     /// The account's folders are known: the other connections may start.

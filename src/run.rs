@@ -6,6 +6,7 @@
 //! the run writes that plan time as its sync time, so intervals do not drift
 //! by the length of the run.
 
+use crate::auth::Tokens;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -39,7 +40,9 @@ pub enum Report {
 }
 
 /// The scheduler's view of the store: every folder of every active account
-/// (an account without folders as one task to discover them).
+/// (an account without folders as one task to discover them). The due
+/// tasks of an account that cannot log in now (it needs consent, or waits
+/// after refused logins) come last, deferred, saying why.
 pub fn plan_tasks(
     store: &Store,
     config: &Config,
@@ -53,8 +56,16 @@ pub fn plan_tasks(
         .filter(|a| a.active && (only.is_empty() || only.contains(&a.acntid)))
         .collect();
     let folders = store.folders(None, false)?;
-    let mut inputs = Vec::new();
+    let (mut ready, mut held) = (Vec::new(), Vec::new());
+    let mut holds: HashMap<i64, String> = HashMap::new();
     for a in &accounts {
+        let inputs = match crate::auth::hold(a, now) {
+            Some(why) => {
+                holds.insert(a.acntid, why);
+                &mut held
+            }
+            None => &mut ready,
+        };
         let before = inputs.len();
         inputs.extend(
             folders
@@ -66,14 +77,16 @@ pub fn plan_tasks(
             inputs.push(FolderInput::undiscovered(a.acntid, a.usrid));
         }
     }
-    let tasks = schedule::plan(
-        &inputs,
-        &store.sessions()?,
-        &Settings::from(config),
-        now,
-        &chrono::Local,
-        force,
-    );
+    let (sessions, settings) = (store.sessions()?, Settings::from(config));
+    let plan = |inputs: &[FolderInput]| {
+        schedule::plan(inputs, &sessions, &settings, now, &chrono::Local, force)
+    };
+    let mut tasks = plan(&ready);
+    for mut t in plan(&held) {
+        t.deferred = true;
+        t.reason = holds.get(&t.acntid).cloned().unwrap_or_default();
+        tasks.push(t);
+    }
     Ok((tasks, accounts))
 }
 
@@ -129,6 +142,9 @@ pub fn run(
     store.ensure_inboxes()?;
     let (writer, writer_thread) = Writer::spawn(Store::connect(&at)?)
         .map_err(|e| Error::other("cannot start the database writer", e))?;
+    let clock = || chrono::Utc::now().timestamp();
+    let timeout = Duration::from_secs(config.io_timeout);
+    let tokens = Tokens::new(&at, &tls, timeout, &clock);
     let cycle = Cycle {
         config,
         opts,
@@ -136,6 +152,7 @@ pub fn run(
         deadline: started + Duration::from_secs(config.max_run_time.max(1) as u64),
         at: &at,
         tls: &tls,
+        tokens: &tokens,
         store: &store,
         writer: &writer,
         progress,
@@ -158,6 +175,10 @@ pub fn run(
     if left > 0 {
         log::info!("run time limit reached: {left} tasks left for the next run");
     }
+    let skipped = outcomes.iter().filter(|o| **o == Outcome::Skipped).count();
+    if skipped > 0 {
+        log::info!("{skipped} tasks wait for the next run: their servers limit connections");
+    }
     log::debug!(
         "run finished in {:.1}s: {} tasks, {failed} failed",
         started.elapsed().as_secs_f64(),
@@ -176,6 +197,7 @@ struct Cycle<'a> {
     deadline: Instant,
     at: &'a Location,
     tls: &'a crate::net::Tls,
+    tokens: &'a Tokens<'a>,
     /// The run's own connection: the plan is read through it.
     store: &'a Store,
     writer: &'a Writer,
@@ -196,6 +218,7 @@ impl Cycle<'_> {
         let drain = crate::outbox::Drain {
             config,
             tls: self.tls,
+            tokens: self.tokens,
             clock: &clock,
             deadline: self.deadline,
             only: &self.opts.accounts,
@@ -254,6 +277,8 @@ impl Cycle<'_> {
                 ..Limits::default()
             },
             tls: self.tls,
+            tokens: self.tokens,
+            login_retry: (config.login_retry_min, config.login_retry_max),
             store: self.at.clone(),
         };
         let work = account_work(&tasks, &accounts);

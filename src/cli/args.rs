@@ -88,14 +88,27 @@ pub struct PlanArgs {
 #[derive(Debug, Subcommand)]
 pub enum AccountCmd {
     /// Add an account; prints its acntid. Passwords come from stdin (first
-    /// line IMAP, second SMTP; one line means both) or --password-env
-    Add(Box<AddAccount>),
+    /// line IMAP, second SMTP; one line means both) or --password-env; for
+    /// an OAuth 2.0 account stdin's first line is the refresh token (may be
+    /// empty) and its second the client secret, or --refresh-token-env and
+    /// --client-secret-env
+    Add(Box<AccountArgs>),
+    /// Change an account's settings and secrets (as `add` takes them;
+    /// secrets from the environment, or from stdin when it is not a terminal)
+    Set {
+        acntid: i64,
+        #[command(flatten)]
+        args: Box<AccountArgs>,
+    },
+    /// Sign in an OAuth 2.0 account with the provider's device flow: prints
+    /// a code to enter at the provider, waits, stores the tokens
+    Authorize { acntid: i64 },
     /// List accounts
     List {
         #[arg(long)]
         json: bool,
     },
-    /// Show one account (never its passwords)
+    /// Show one account (never its passwords or tokens)
     Show {
         acntid: i64,
         #[arg(long)]
@@ -107,34 +120,79 @@ pub enum AccountCmd {
     Test { acntid: i64 },
 }
 
-/// `account add`
-#[derive(Debug, Args)]
-pub struct AddAccount {
+/// How a server takes the login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthArg {
+    Password,
+    Oauth2,
+}
+
+/// A provider preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderArg {
+    Microsoft,
+    Google,
+}
+
+/// The settings of `account add` and `account set`.
+#[derive(Debug, Args, Default)]
+pub struct AccountArgs {
+    /// The address (required by `add`)
     #[arg(long)]
-    pub email: String,
+    pub email: Option<String>,
     #[arg(long)]
     pub usrid: Option<i64>,
+    /// Required by `add`, unless an --oauth-provider preset gives it
     #[arg(long)]
-    pub imap_host: String,
+    pub imap_host: Option<String>,
     #[arg(long)]
     pub imap_port: Option<u16>,
-    #[arg(long, default_value = "tls", value_parser = ["tls", "starttls", "plain"])]
-    pub imap_security: String,
+    /// [default: tls, or the preset's]
+    #[arg(long, value_parser = ["tls", "starttls", "plain"])]
+    pub imap_security: Option<String>,
     /// Defaults to the email
     #[arg(long)]
     pub imap_login: Option<String>,
+    /// [default: oauth2 with --oauth-provider, else password]
+    #[arg(long, value_enum)]
+    pub imap_auth: Option<AuthArg>,
     #[arg(long)]
     pub smtp_host: Option<String>,
     #[arg(long)]
     pub smtp_port: Option<u16>,
-    #[arg(long, default_value = "starttls", value_parser = ["tls", "starttls", "plain"])]
-    pub smtp_security: String,
+    /// [default: starttls, or the preset's]
+    #[arg(long, value_parser = ["tls", "starttls", "plain"])]
+    pub smtp_security: Option<String>,
     /// Defaults to the email
     #[arg(long)]
     pub smtp_login: Option<String>,
+    /// [default: as --imap-auth]
+    #[arg(long, value_enum)]
+    pub smtp_auth: Option<AuthArg>,
+    /// Fills in the token and device URLs, the scope, and the servers
+    #[arg(long, value_enum)]
+    pub oauth_provider: Option<ProviderArg>,
+    /// Microsoft's tenant [default: common]
+    #[arg(long)]
+    pub oauth_tenant: Option<String>,
+    #[arg(long, value_name = "URL")]
+    pub oauth_token_url: Option<String>,
+    #[arg(long, value_name = "URL")]
+    pub oauth_device_url: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub oauth_client_id: Option<String>,
+    /// Space-separated scopes [default: the preset's]
+    #[arg(long)]
+    pub oauth_scope: Option<String>,
     /// Read the password (IMAP and SMTP) from this environment variable instead of stdin
     #[arg(long, value_name = "VAR")]
     pub password_env: Option<String>,
+    /// Read the OAuth 2.0 refresh token from this environment variable instead of stdin
+    #[arg(long, value_name = "VAR")]
+    pub refresh_token_env: Option<String>,
+    /// Read the OAuth 2.0 client secret from this environment variable instead of stdin
+    #[arg(long, value_name = "VAR")]
+    pub client_secret_env: Option<String>,
 }
 
 /// `folder ...`

@@ -14,8 +14,8 @@ mod progress;
 mod show;
 
 pub use args::{
-    AccountCmd, AddAccount, Cli, Command, FolderCmd, OutboxCmd, PlanArgs, PriorityArg, RunArgs,
-    SessionCmd,
+    AccountArgs, AccountCmd, AuthArg, Cli, Command, FolderCmd, OutboxCmd, PlanArgs, PriorityArg,
+    ProviderArg, RunArgs, SessionCmd,
 };
 
 use crate::error::{exit, Error, Result};

@@ -77,6 +77,7 @@ pub fn plan(store: &Store, tasks: &[Task], as_json: bool) -> Result<()> {
 
 /// What `status` shows, gathered at `now`.
 struct Status {
+    now: i64,
     live: Liveness,
     accounts: Vec<Account>,
     /// Each live folder with when it is next due.
@@ -104,6 +105,7 @@ impl Status {
             })
             .collect();
         Ok(Status {
+            now,
             live: crate::lock::probe(&layout.pid_file()),
             accounts,
             folders,
@@ -140,6 +142,14 @@ impl Status {
                     "acntid": a.acntid,
                     "email": a.email,
                     "active": a.active,
+                    "imap_auth": a.imap_auth.as_str(),
+                    "smtp_auth": a.smtp_auth.as_str(),
+                    "oauth_token_held": a.oauth.refresh_token.is_some(),
+                    "oauth_expires_at": a.oauth.expires_at,
+                    "oauth_needs_consent": a.oauth.needs_consent,
+                    "login_failures": a.login_failures,
+                    "login_retry_at": a.login_retry_at,
+                    "waits": crate::auth::hold(a, self.now),
                     "last_error": a.last_error,
                     "last_error_at": a.last_error_at,
                     "folders": folders,
@@ -170,10 +180,14 @@ impl Status {
         }
         for a in &self.accounts {
             println!(
-                "account {} {}{}{}",
+                "account {} {}{}{}{}{}",
                 a.acntid,
                 a.email,
                 if a.active { "" } else { " (inactive)" },
+                oauth_line(a),
+                crate::auth::hold(a, now)
+                    .map(|w| format!("\n  waits: {w}"))
+                    .unwrap_or_default(),
                 a.last_error
                     .as_deref()
                     .map(|e| format!("\n  last error ({}): {e}", local(a.last_error_at)))
@@ -261,6 +275,29 @@ pub fn folder(store: &mut Store, cmd: FolderCmd) -> Result<i32> {
             Ok(exit::OK)
         }
     }
+}
+
+/// How an OAuth 2.0 account logs in, for `status`: the token held and
+/// when the access token expires (never a token).
+fn oauth_line(a: &Account) -> String {
+    if !a.uses_oauth() {
+        return String::new();
+    }
+    let token = match (&a.oauth.refresh_token, a.oauth.expires_at) {
+        (None, _) => "no token held".to_string(),
+        (Some(_), Some(t)) => format!("token held, access token expires {}", local(Some(t))),
+        (Some(_), None) => "token held".to_string(),
+    };
+    format!(
+        "\n  oauth2 (imap {}, smtp {}): {token}{}",
+        a.imap_auth.as_str(),
+        a.smtp_auth.as_str(),
+        if a.oauth.needs_consent {
+            ", needs consent"
+        } else {
+            ""
+        }
+    )
 }
 
 fn folder_json(f: &Folder) -> serde_json::Value {

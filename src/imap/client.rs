@@ -348,7 +348,7 @@ impl Client {
                     }
                     Ok(())
                 }
-                _ => Err(Error::Io(format!(
+                _ => Err(Error::Unavailable(format!(
                     "{}: the server refused the connection: {}",
                     self.peer,
                     printable(text)
@@ -403,27 +403,140 @@ impl Client {
                 Part::Str(password.as_bytes()),
             ],
             &mut |_| Ok(()),
-        )?;
+        )
+        .map_err(|e| self.at_login(e))?;
         if done.status != Status::Ok {
             // A careless server may quote the command back ("bad login:
             // alice secret"): the reply goes to logs and last_error.
-            let mut text = done.text;
+            let mut text = done.text.clone();
             if !password.is_empty() {
                 let quoted = password.replace('\\', "\\\\").replace('"', "\\\"");
                 text = text.replace(&quoted, "***").replace(password, "***");
             }
-            return Err(Error::Auth(format!(
-                "{}: login as {user} refused: {text}",
-                self.peer
-            )));
+            return Err(self.refused(user, &done, &text));
         }
-        match done.code {
+        self.logged_in(&done)
+    }
+
+    /// After a good login: the capabilities as the server now has them.
+    fn logged_in(&mut self, done: &Done) -> Result<(), Error> {
+        match &done.code {
             Some(code) if code.to_ascii_uppercase().starts_with("CAPABILITY ") => {
                 self.learn_caps_code(code.as_bytes())
             }
             _ => self.capability()?,
         }
         Ok(())
+    }
+
+    /// A NO to a login: a limit on connections (`UNAVAILABLE`, `LIMIT`,
+    /// `INUSE`), or a refusal.
+    fn refused(&self, user: &str, done: &Done, text: &str) -> Error {
+        let code = done.code.as_deref().unwrap_or("").to_ascii_uppercase();
+        let said = format!("{}: login as {user} refused: {text}", self.peer);
+        if ["UNAVAILABLE", "LIMIT", "INUSE"]
+            .iter()
+            .any(|c| code.split(' ').next() == Some(c))
+        {
+            Error::Unavailable(format!("{said} [{code}]"))
+        } else {
+            Error::LoginRefused(said)
+        }
+    }
+
+    /// `AUTHENTICATE` with a bearer token (SASL-IR when the server offers
+    /// it). A refusal's challenge is answered at once with `abort`, so the
+    /// final NO comes without waiting. Nothing here is logged: the
+    /// response carries the token.
+    pub fn authenticate(
+        &mut self,
+        user: &str,
+        mechanism: crate::auth::sasl::Mechanism,
+        response: &str,
+    ) -> Result<(), Error> {
+        self.doing = "AUTHENTICATE";
+        let tag = self.tag();
+        let name = mechanism.name();
+        if self.caps.has("SASL-IR") {
+            self.write_all(format!("{tag} AUTHENTICATE {name} {response}\r\n").as_bytes())?;
+        } else {
+            self.write_all(format!("{tag} AUTHENTICATE {name}\r\n").as_bytes())?;
+            self.read_sasl_response(&tag)?;
+            self.write_all(format!("{response}\r\n").as_bytes())?;
+        }
+        let mut challenge: Option<String> = None;
+        loop {
+            match self.read_sasl_response(&tag) {
+                Ok(Some(done)) if done.status == Status::Ok => return self.logged_in(&done),
+                Ok(Some(done)) => {
+                    let mut text = done.text.clone();
+                    if let Some(c) = &challenge {
+                        text.push_str(&format!(" ({c})"));
+                    }
+                    return Err(self.refused(user, &done, &text));
+                }
+                Ok(None) if challenge.is_none() => {
+                    // The refusal's challenge: answer it, then the NO comes.
+                    let said = String::from_utf8_lossy(self.buf.get(2..).unwrap_or(&[]));
+                    challenge = Some(
+                        crate::auth::sasl::challenge_text(&said)
+                            .unwrap_or_else(|| "no reason given".into()),
+                    );
+                    self.write_all(format!("{}\r\n", mechanism.abort()).as_bytes())?;
+                }
+                Ok(None) => {
+                    return Err(Error::Protocol(format!(
+                        "{}: a second challenge during AUTHENTICATE",
+                        self.peer
+                    )))
+                }
+                Err(e) => return Err(self.at_login(e)),
+            }
+        }
+    }
+
+    /// Reads responses up to a continuation (None) or the tagged
+    /// completion of `tag`.
+    fn read_sasl_response(&mut self, tag: &str) -> Result<Option<Done>, Error> {
+        loop {
+            self.read_response()?;
+            match parse::parse(&self.buf) {
+                Ok(Response::Continue) => return Ok(None),
+                Ok(Response::Tagged {
+                    tag: t,
+                    status,
+                    code,
+                    text,
+                }) if t == tag.as_bytes() => {
+                    return Ok(Some(Done {
+                        status,
+                        code: code.map(|c| String::from_utf8_lossy(c).into_owned()),
+                        text: String::from_utf8_lossy(text).into_owned(),
+                    }))
+                }
+                Ok(Response::Untagged(Untagged::Status {
+                    status: Status::Bye,
+                    text,
+                    ..
+                })) => self.bye = Some(String::from_utf8_lossy(text).into_owned()),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Error::Protocol(format!(
+                        "{}: cannot understand the server's reply to AUTHENTICATE ({e})",
+                        self.peer
+                    )))
+                }
+            }
+        }
+    }
+
+    /// A connection that breaks during a login after the server said BYE:
+    /// the server limits connections.
+    fn at_login(&self, e: Error) -> Error {
+        match (&e, &self.bye) {
+            (Error::Io(m), Some(_)) => Error::Unavailable(m.clone()),
+            _ => e,
+        }
     }
 
     /// `ENABLE ext`; whether the server enabled it.

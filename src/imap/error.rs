@@ -21,9 +21,22 @@ pub enum Error {
     /// The server sent something we cannot understand; the session is unusable.
     #[error("{0}")]
     Protocol(String),
-    /// Login refused, or the account cannot log in as configured.
+    /// The account cannot log in as configured (no host, no password, no
+    /// mechanism the server and the account share).
     #[error("{0}")]
     Auth(String),
+    /// The server refused the login (NO to LOGIN or AUTHENTICATE): counts
+    /// towards the account's refused-login back-off.
+    #[error("{0}")]
+    LoginRefused(String),
+    /// The server limits connections (`[UNAVAILABLE]`, `[LIMIT]`, `[INUSE]`
+    /// or BYE at login): not again in this run, nothing counted.
+    #[error("{0}")]
+    Unavailable(String),
+    /// No access token to present (the token endpoint failed, or the
+    /// account needs consent).
+    #[error(transparent)]
+    Token(#[from] crate::auth::Error),
     /// The server refused a command (NO/BAD); the session is still usable.
     #[error("{0}")]
     Refused(String),

@@ -18,6 +18,7 @@ pub mod smtp;
 use crate::config::Config;
 use crate::logging::chain;
 use crate::logging::{at_account, THREADING};
+use crate::auth::Tokens;
 use crate::net::Tls;
 use crate::store::{
     self, Account, AttemptRecord, Location, OutboxRow, OutboxState, RcptState, SentCopy, Store,
@@ -66,6 +67,8 @@ pub fn queue(store: &mut Store, acntid: i64, raw: &[u8], now: i64) -> Result<i64
 pub struct Drain<'a> {
     pub config: &'a Config,
     pub tls: &'a Tls,
+    /// The run's OAuth 2.0 tokens (shared with the sync).
+    pub tokens: &'a Tokens<'a>,
     /// The current time: a run can last an hour, and retry times are
     /// wall-clock times.
     pub clock: &'a (dyn Fn() -> i64 + Sync),
@@ -166,16 +169,45 @@ fn drain_once(store: &mut Store, d: &Drain<'_>, health: &mut Health) -> store::R
 }
 
 /// The SMTP session of one account during a drain: opened for the first
-/// message that needs it, reconnected once after a broken connection.
+/// message, reconnected once after a broken connection.
 struct Link<'a> {
     account: &'a Account,
     session: Option<smtp::Session>,
-    /// Why no session can be had in this drain.
+    /// Why no session can be had in this drain (its messages get a
+    /// temporary failure).
     down: Option<String>,
 }
 
+/// A login that cannot work: the account's messages stay queued, untouched.
+enum Stop {
+    /// The server refused the login: the account's back-off moves on.
+    Refused(String),
+    /// The server limits connections (421): the next run tries again.
+    Unavailable(String),
+    /// No token: the endpoint failed, or the account needs consent.
+    Token(crate::auth::Error),
+}
+
 impl Link<'_> {
-    /// Sends to `pending` (opening the session first if needed).
+    /// Opens the session when there is none yet (and no reason why not).
+    fn ensure(&mut self, d: &Drain<'_>, health: &mut Health) -> Result<(), Stop> {
+        if self.session.is_some() || self.down.is_some() {
+            return Ok(());
+        }
+        match smtp::connect(self.account, d.tokens, d.tls, d.io_timeout()) {
+            Ok(s) => self.session = Some(s),
+            Err(e @ smtp::Error::Auth { .. }) => return Err(Stop::Refused(chain(&e))),
+            Err(e @ smtp::Error::Unavailable { .. }) => return Err(Stop::Unavailable(chain(&e))),
+            Err(smtp::Error::Token(e)) => return Err(Stop::Token(e)),
+            Err(e) => {
+                health.failed(self.account.acntid);
+                self.down = Some(chain(&e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends to `pending` on the session [`Link::ensure`] opened.
     fn send(
         &mut self,
         d: &Drain<'_>,
@@ -184,15 +216,6 @@ impl Link<'_> {
         pending: &[String],
     ) -> smtp::Attempt {
         let acntid = self.account.acntid;
-        if self.session.is_none() && self.down.is_none() {
-            match smtp::connect(self.account, d.tls, d.io_timeout()) {
-                Ok(s) => self.session = Some(s),
-                Err(e) => {
-                    health.failed(acntid);
-                    self.down = Some(chain(&e));
-                }
-            }
-        }
         let Some(session) = self.session.take() else {
             let why = self.down.clone().unwrap_or_default();
             return smtp::Attempt {
@@ -245,6 +268,12 @@ fn drain_account(
         }
         return Ok(failed);
     };
+    if let Some(why) = crate::auth::hold(&account, (d.clock)()) {
+        // Queued as they are, no attempt counted.
+        log::debug!("{} queued message(s) wait: {why} {}", rows.len(), at_account(acntid));
+        health.give_up(acntid);
+        return Ok(0);
+    }
     let mut link = Link {
         account: &account,
         session: None,
@@ -259,6 +288,12 @@ fn drain_account(
             failed += 1;
             continue;
         };
+        // The login first: one that cannot work leaves every message of
+        // the account queued as it is, with no attempt counted.
+        if let Err(stop) = link.ensure(d, health) {
+            health.give_up(acntid);
+            return Ok(failed + stopped(store, d, &account, stop)?);
+        }
         let Some(rcpts) = store.outbox_claim(
             row.emoid,
             &prepared.mail_from,
@@ -290,6 +325,33 @@ fn drain_account(
         s.quit();
     }
     Ok(failed)
+}
+
+/// Records why an account's outbox stopped; returns the failed jobs it
+/// counts (a refused login or a failed token: one).
+fn stopped(store: &mut Store, d: &Drain<'_>, account: &Account, stop: Stop) -> store::Result<usize> {
+    let (acntid, now) = (account.acntid, (d.clock)());
+    let at = at_account(acntid);
+    match stop {
+        Stop::Refused(why) => {
+            let (min, max) = (d.config.login_retry_min, d.config.login_retry_max);
+            let delay = |n| crate::auth::login_retry_delay(n, min, max);
+            let (failures, retry_at) = store.login_refused(acntid, &why, now, delay)?;
+            log::error!(target: THREADING, "outbox: {why}; login refused {failures} time(s) in a row, no attempt before {} s from now {at}", retry_at - now);
+            Ok(1)
+        }
+        Stop::Unavailable(why) => {
+            log::warn!("outbox: {why}; its messages wait for the next run {at}");
+            Ok(0)
+        }
+        Stop::Token(e) => {
+            if let crate::auth::Error::Failed(why) = &e {
+                store.set_account_error(acntid, Some(why), now)?;
+            }
+            log::error!(target: THREADING, "outbox: {e}; its messages wait {at}");
+            Ok(1)
+        }
+    }
 }
 
 /// A message ready to go: envelope, Message-ID and wire bytes.
@@ -519,7 +581,10 @@ fn copy_account(store: &mut Store, d: &Drain<'_>, acntid: i64, now: i64) -> Resu
         return Ok(store.no_sent_copies(acntid, "the account has no IMAP server", now)?);
     }
     let rows = store.sent_copies_pending(acntid)?;
-    let (mut client, _) = crate::imap::login(&account, d.tls, d.io_timeout())?;
+    if crate::auth::hold(&account, now).is_some() {
+        return Ok(());
+    }
+    let (mut client, _) = crate::imap::login(&account, d.tokens, d.tls, d.io_timeout())?;
     let folder = sent::sent_folder(&mut client, store, acntid)?;
     for r in rows {
         let Some(raw) = store.outbox_raw(r.emoid)? else {

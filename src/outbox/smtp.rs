@@ -11,11 +11,12 @@
 //! thread ends when the server closes, at the latest when the process exits.
 
 use super::policy::Delivery;
+use crate::auth::{sasl, Secret, Tokens};
 use crate::net::{Security, Tls};
-use crate::store::Account;
+use crate::store::{Account, AuthKind};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use std::str::FromStr;
 use std::sync::mpsc;
@@ -71,13 +72,20 @@ pub enum Error {
     /// TLS could not be set up, or the server would not do it.
     #[error("{peer}: {why}")]
     Tls { peer: String, why: String },
-    /// The server refused the login.
+    /// The server refused the login (535 and the like): counts towards
+    /// the account's refused-login back-off.
     #[error("{peer}: login as {login} refused: {why}")]
     Auth {
         peer: String,
         login: String,
         why: String,
     },
+    /// The server limits connections (421): not again in this run.
+    #[error("{peer}: {why}")]
+    Unavailable { peer: String, why: String },
+    /// No access token to present.
+    #[error(transparent)]
+    Token(#[from] crate::auth::Error),
     /// No helper thread could be started.
     #[error("cannot start a thread")]
     Thread(#[source] std::io::Error),
@@ -137,7 +145,42 @@ fn classify(e: &lettre::transport::smtp::Error) -> (Delivery, bool) {
 
 /// Connects, secures (implicit TLS or STARTTLS, never a silent downgrade)
 /// and authenticates.
-pub fn connect(account: &Account, trust: &Tls, timeout: Duration) -> Result<Session, Error> {
+pub fn connect(
+    account: &Account,
+    tokens: &Tokens<'_>,
+    trust: &Tls,
+    timeout: Duration,
+) -> Result<Session, Error> {
+    let token = match account.smtp_auth {
+        AuthKind::OAuth2 => Some(tokens.token(account)?),
+        AuthKind::Password => None,
+    };
+    let secret = match &token {
+        Some(t) => Some(Secret::Bearer(t.clone())),
+        None => account
+            .smtp_password
+            .clone()
+            .filter(|p| !p.is_empty())
+            .map(Secret::Password),
+    };
+    match (open(account, secret, trust, timeout), token) {
+        // A token believed valid and refused: refreshed, tried once more.
+        (Err(refused @ Error::Auth { .. }), Some(token)) => match tokens.refused(account, &token) {
+            Some(Ok(fresh)) => open(account, Some(Secret::Bearer(fresh)), trust, timeout),
+            Some(Err(e)) => Err(e.into()),
+            None => Err(refused),
+        },
+        (result, _) => result,
+    }
+}
+
+/// Opens a session presenting `secret` (none: no AUTH).
+fn open(
+    account: &Account,
+    secret: Option<Secret>,
+    trust: &Tls,
+    timeout: Duration,
+) -> Result<Session, Error> {
     let (host, port, security) = endpoint(account)?;
     let peer = format!("{host}:{port}");
     let tls_error = |why: String| Error::Tls {
@@ -161,8 +204,6 @@ pub fn connect(account: &Account, trust: &Tls, timeout: Duration) -> Result<Sess
         peer: peer.clone(),
         why: e.to_string(),
     })?;
-    let login = account.smtp_login().to_string();
-    let password = account.smtp_password.clone().filter(|p| !p.is_empty());
     let setup = SessionSetup {
         addrs,
         timeout,
@@ -170,8 +211,10 @@ pub fn connect(account: &Account, trust: &Tls, timeout: Duration) -> Result<Sess
         security,
         tls,
         hello,
-        login,
-        password,
+        login: account.smtp_login().to_string(),
+        secret,
+        host,
+        port,
         peer: peer.clone(),
     };
     // The whole session set-up runs on a helper thread, given up after the
@@ -240,7 +283,9 @@ struct SessionSetup {
     tls: TlsParameters,
     hello: ClientId,
     login: String,
-    password: Option<String>,
+    secret: Option<Secret>,
+    host: String,
+    port: u16,
     peer: String,
 }
 
@@ -256,10 +301,7 @@ impl SessionSetup {
             self.implicit.then_some(tls),
             None,
         )
-        .map_err(|e| Error::Connect {
-            peer: peer.clone(),
-            why: describe(&e),
-        })?;
+        .map_err(|e| refused_connection(peer, &e))?;
         if self.security == Security::StartTls {
             if !conn.can_starttls() {
                 conn.abort();
@@ -273,22 +315,122 @@ impl SessionSetup {
                 why: format!("STARTTLS failed: {}", describe(&e)),
             })?;
         }
-        if let Some(password) = self.password.clone() {
-            let offers_auth = conn.server_info().supports_auth_mechanism(Mechanism::Plain)
-                || conn.server_info().supports_auth_mechanism(Mechanism::Login);
-            if offers_auth {
-                let creds = Credentials::new(login.clone(), password);
-                conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
-                    .map_err(|e| Error::Auth {
-                        peer: peer.clone(),
-                        login: login.clone(),
-                        why: describe(&e),
-                    })?;
-            } else {
-                log::debug!("{peer} offers no AUTH: sending without logging in");
+        let refused = |e: &lettre::transport::smtp::Error| match e.status().map(u16::from) {
+            Some(421) => refused_connection(peer, e),
+            Some(500..=599) => Error::Auth {
+                peer: peer.clone(),
+                login: login.clone(),
+                why: describe(e),
+            },
+            _ => Error::Connect {
+                peer: peer.clone(),
+                why: describe(e),
+            },
+        };
+        match &self.secret {
+            Some(Secret::Password(password)) => {
+                let offers_auth = conn.server_info().supports_auth_mechanism(Mechanism::Plain)
+                    || conn.server_info().supports_auth_mechanism(Mechanism::Login);
+                if offers_auth {
+                    let creds = Credentials::new(login.clone(), password.clone());
+                    conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
+                        .map_err(|e| refused(&e))?;
+                } else {
+                    log::debug!("{peer} offers no AUTH: sending without logging in");
+                }
             }
+            Some(Secret::Bearer(token)) => self.bearer(&mut conn, token, &refused)?,
+            None => {}
         }
         Ok(conn)
+    }
+
+    /// `AUTH OAUTHBEARER` (or `XOAUTH2`) with `token`. The response goes
+    /// after an empty `334` when the line would be long (Postfix refuses
+    /// an initial response over 2,048 bytes, and real tokens are 1.5-3
+    /// KB); a refusal's challenge is answered at once, so the 535 comes
+    /// without waiting.
+    fn bearer(
+        &self,
+        conn: &mut SmtpConnection,
+        token: &str,
+        refused: &dyn Fn(&lettre::transport::smtp::Error) -> Error,
+    ) -> Result<(), Error> {
+        // lettre knows XOAUTH2 but not OAUTHBEARER: the server's own words.
+        let ehlo = conn.command(Ehlo::new(self.hello.clone())).map_err(|e| refused(&e))?;
+        let offered: Vec<String> = ehlo
+            .message()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                words
+                    .next()
+                    .filter(|w| w.eq_ignore_ascii_case("AUTH"))
+                    .map(|_| words.map(str::to_ascii_uppercase).collect::<Vec<_>>())
+            })
+            .flatten()
+            .collect();
+        let Some(mechanism) = sasl::Mechanism::choose(|m| offered.iter().any(|o| o == m)) else {
+            return Err(Error::Settings(format!(
+                "{}: the server offers neither OAUTHBEARER nor XOAUTH2 for an OAuth 2.0 account",
+                self.peer
+            )));
+        };
+        let response = mechanism.initial_response(&self.login, token, &self.host, self.port);
+        let inline = format!("AUTH {} {response}", mechanism.name());
+        let reply = if inline.len() <= 1000 {
+            conn.command(Line(&inline))
+        } else {
+            conn.command(Line(&format!("AUTH {}", mechanism.name())))
+                .and_then(|_| conn.command(Line(&response)))
+        }
+        .map_err(|e| refused(&e))?;
+        if reply.has_code(334) {
+            // The refusal's challenge: answered, then the 535 comes.
+            let said = reply.first_line().and_then(sasl::challenge_text);
+            return match conn.command(Line(mechanism.abort())) {
+                Err(e) => Err(match refused(&e) {
+                    Error::Auth { peer, login, why } => Error::Auth {
+                        peer,
+                        login,
+                        why: match said {
+                            Some(c) => format!("{why} ({c})"),
+                            None => why,
+                        },
+                    },
+                    other => other,
+                }),
+                Ok(_) => Err(Error::Auth {
+                    peer: self.peer.clone(),
+                    login: self.login.clone(),
+                    why: "a second challenge after the token".into(),
+                }),
+            };
+        }
+        Ok(())
+    }
+}
+
+/// A command line as written, with its CRLF.
+struct Line<'a>(&'a str);
+
+impl std::fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\r\n", self.0)
+    }
+}
+
+/// A connection that failed: a 421 is a server limiting connections.
+fn refused_connection(peer: &str, e: &lettre::transport::smtp::Error) -> Error {
+    if e.status().map(u16::from) == Some(421) {
+        Error::Unavailable {
+            peer: peer.to_string(),
+            why: describe(e),
+        }
+    } else {
+        Error::Connect {
+            peer: peer.to_string(),
+            why: describe(e),
+        }
     }
 }
 

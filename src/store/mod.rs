@@ -15,7 +15,7 @@ mod schema;
 mod sessions;
 mod wal;
 
-pub use accounts::{Account, NewAccount};
+pub use accounts::{Account, AccountChange, AuthKind, NewAccount, OAuthColumns, SETTABLE};
 pub use error::{Error, Result};
 pub use folders::{Discovered, Folder, FolderPatch, Priority};
 pub use messages::{Applied, NewMessage, OldRow, Op};
@@ -185,8 +185,9 @@ impl Store {
             // interface) get the columns the engine keeps besides the required ones.
             schema::adopt_tables(&tx)?;
         }
-        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(current as usize) {
-            tx.execute_batch(sql)
+        for (i, m) in schema::MIGRATIONS.iter().enumerate().skip(current as usize) {
+            schema::add_columns(&tx, m.columns)?;
+            tx.execute_batch(m.sql)
                 .context(format!("apply migration {}", i + 1))?;
         }
         if current == 0 {

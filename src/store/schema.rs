@@ -15,10 +15,64 @@
 use super::error::{Context, Error, Result};
 use rusqlite::Connection;
 
+/// One migration: SQL, and columns to add to a table where missing (the web
+/// application may have created a table with them already: SPEC §5 and §12
+/// are a public interface).
+pub struct Migration {
+    pub sql: &'static str,
+    pub columns: &'static [(&'static str, &'static str, &'static str)],
+}
+
 /// The migrations, the first one at index 0 (it makes version 1).
-pub const MIGRATIONS: &[&str] = &[
-    // 1: the public tables of SPEC §5.
-    r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        sql: VERSION_ONE,
+        columns: &[],
+    },
+    // 2: OAuth 2.0 accounts and refused logins (SPEC §12).
+    Migration {
+        columns: &[
+            ("email_accounts", "imap_auth", "TEXT NOT NULL DEFAULT 'password'"),
+            ("email_accounts", "smtp_auth", "TEXT NOT NULL DEFAULT 'password'"),
+            ("email_accounts", "oauth_provider", "TEXT"),
+            ("email_accounts", "oauth_token_url", "TEXT"),
+            ("email_accounts", "oauth_device_url", "TEXT"),
+            ("email_accounts", "oauth_client_id", "TEXT"),
+            ("email_accounts", "oauth_client_secret", "TEXT"),
+            ("email_accounts", "oauth_scope", "TEXT"),
+            ("email_accounts", "oauth_refresh_token", "TEXT"),
+            ("email_accounts", "oauth_access_token", "TEXT"),
+            ("email_accounts", "oauth_expires_at", "INTEGER"),
+            ("email_accounts", "oauth_needs_consent", "INTEGER NOT NULL DEFAULT 0"),
+            // When the engine last refreshed the tokens itself: its own
+            // writes of the token columns are no credential change.
+            ("email_accounts", "oauth_refreshed_at", "INTEGER"),
+            ("email_accounts", "login_failures", "INTEGER NOT NULL DEFAULT 0"),
+            ("email_accounts", "login_retry_at", "INTEGER"),
+        ],
+        sql: r#"
+-- A credential changed by anyone but the engine's own refresh (the web
+-- application, `engine account set`, an UPDATE by hand): the refused-login
+-- back-off and the need for consent start over.
+CREATE TRIGGER IF NOT EXISTS email_accounts_credentials_changed
+AFTER UPDATE OF imap_password, smtp_password, oauth_refresh_token, oauth_client_secret
+ON email_accounts
+FOR EACH ROW
+WHEN (OLD.imap_password IS NOT NEW.imap_password
+      OR OLD.smtp_password IS NOT NEW.smtp_password
+      OR OLD.oauth_refresh_token IS NOT NEW.oauth_refresh_token
+      OR OLD.oauth_client_secret IS NOT NEW.oauth_client_secret)
+  AND OLD.oauth_refreshed_at IS NEW.oauth_refreshed_at
+BEGIN
+  UPDATE email_accounts SET login_failures = 0, login_retry_at = NULL, oauth_needs_consent = 0
+  WHERE acntid = NEW.acntid;
+END;
+"#,
+    },
+];
+
+/// Migration 1: the public tables of SPEC §5.
+const VERSION_ONE: &str = r#"
 CREATE TABLE IF NOT EXISTS user_sessions (
     usrid INTEGER PRIMARY KEY,
     last_activity_at INTEGER
@@ -123,13 +177,12 @@ CREATE TABLE IF NOT EXISTS email_outbox_rcpts (
     updated_at INTEGER,
     PRIMARY KEY (emoid, addr)
 );
-"#,
-];
+"#;
 
 /// The tables exactly as migration 1 creates them.
 fn version_one() -> Result<Connection> {
     let c = Connection::open_in_memory().context("open a scratch database")?;
-    c.execute_batch(MIGRATIONS[0])
+    c.execute_batch(VERSION_ONE)
         .context("build the reference schema")?;
     Ok(c)
 }
@@ -148,7 +201,7 @@ fn tables(c: &Connection) -> Result<Vec<String>> {
         .context("list tables")
 }
 
-fn columns(c: &Connection, table: &str) -> Result<Vec<Column>> {
+fn columns_of(c: &Connection, table: &str) -> Result<Vec<Column>> {
     c.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?)")
         .and_then(|mut s| {
             s.query_map([table], |r| {
@@ -196,11 +249,11 @@ fn quoted(name: &str) -> String {
 pub(super) fn adopt_tables(c: &Connection) -> Result<()> {
     let reference = version_one()?;
     for table in tables(&reference)? {
-        let have = columns(c, &table)?;
+        let have = columns_of(c, &table)?;
         if have.is_empty() {
             continue; // not there yet: migration 1 creates it whole
         }
-        for col in columns(&reference, &table)? {
+        for col in columns_of(&reference, &table)? {
             if have.iter().any(|h| h.name.eq_ignore_ascii_case(&col.name)) {
                 continue;
             }
@@ -225,6 +278,23 @@ pub(super) fn adopt_tables(c: &Connection) -> Result<()> {
             c.execute_batch(&sql)
                 .context(format!("add column {}.{}", table, col.name))?;
         }
+    }
+    Ok(())
+}
+
+/// Adds `columns` (table, name, declaration) to the tables that lack them.
+pub(super) fn add_columns(c: &Connection, columns: &[(&str, &str, &str)]) -> Result<()> {
+    for (table, name, decl) in columns {
+        let have = columns_of(c, table)?;
+        if have.iter().any(|h| h.name.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        c.execute_batch(&format!(
+            "ALTER TABLE {} ADD COLUMN {} {decl}",
+            quoted(table),
+            quoted(name)
+        ))
+        .context(format!("add column {table}.{name}"))?;
     }
     Ok(())
 }
