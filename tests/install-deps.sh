@@ -69,6 +69,16 @@ for bin in dovecot doveadm postfix postconf openssl; do
         exit 1
     }
 done
+# OAuth tests: Dovecot's oauth2 passdb is built into its auth process
+# (dovecot-core on Debian 12), and the provider needs Python's ssl module.
+grep -q oauth2_introspection_start /usr/lib/dovecot/auth || {
+    echo "install-deps.sh: this Dovecot's auth has no oauth2 passdb" >&2
+    exit 1
+}
+/usr/bin/python3 -c 'import ssl, http.server' || {
+    echo "install-deps.sh: /usr/bin/python3 lacks ssl or http.server" >&2
+    exit 1
+}
 /usr/bin/python3 -c 'import aiosmtpd' || {
     echo "install-deps.sh: /usr/bin/python3 cannot import aiosmtpd" >&2
     exit 1

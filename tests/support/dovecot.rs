@@ -5,7 +5,12 @@
 //!
 //! Everything lives in one temp dir: `dovecot.conf`, `passwd`, `run/`
 //! (base_dir), `state/`, `mail/USER` (Maildir, owned by nobody:nogroup),
-//! `dovecot.log`, `ca/` and maybe `untrusted-ca/`.
+//! `dovecot.log`, `ca/`, maybe `untrusted-ca/` and, with OAuth, `oauth2.conf.ext`.
+//!
+//! Every instance logs each authentication attempt at once (IMAP LOGIN and
+//! AUTHENTICATE, and Postfix's SASL through the auth listener), so tests can
+//! count them: [`Dovecot::auth_attempts`], [`Dovecot::auth_failures`],
+//! [`Dovecot::imap_logins`].
 
 use std::ffi::OsStr;
 use std::io::Write;
@@ -62,6 +67,13 @@ pub struct DovecotOptions {
     pub users: Vec<(String, String)>,
     /// Appended verbatim to `dovecot.conf` (later settings win).
     pub extra_config: String,
+    /// OAuth 2.0 logins: the RFC 7662 introspection URL (with basic-auth
+    /// credentials), e.g. [`super::OAuthServer::introspection_url`]. Adds
+    /// `XOAUTH2` and `OAUTHBEARER` to IMAP and to Postfix's SASL, validated
+    /// by Dovecot's `oauth2` passdb asking that URL on every login (no
+    /// cache); passwords, LMTP and doveadm lookups keep working. The token's
+    /// introspected `username` must be the login name (`alice`).
+    pub oauth2: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -112,6 +124,10 @@ impl Dovecot {
             .collect();
         users.extend(opts.users.iter().cloned());
         write_passwd(&root.join("passwd"), &users);
+        if let Some(url) = &opts.oauth2 {
+            std::fs::write(root.join("oauth2.conf.ext"), oauth2_config(url))
+                .expect("write oauth2.conf.ext");
+        }
         let conf = root.join("dovecot.conf");
 
         let mut last_err = String::new();
@@ -230,6 +246,58 @@ impl Dovecot {
     /// Everything Dovecot logged so far (`log_path`).
     pub fn log_contents(&self) -> String {
         read_lossy(&self.dir.path().join("dovecot.log"))
+    }
+
+    /// Authentication attempts for `user` so far, granted or refused, any
+    /// mechanism, from IMAP and from Postfix's SASL alike: Dovecot's
+    /// `auth: Debug: auth(USER,IP,<session>): Auth request finished` lines
+    /// (written when the attempt ends). `user` matches the login name and
+    /// `user@domain`. An attempt that never ends (a client that does not
+    /// answer the challenge on a refused token) is not counted.
+    pub fn auth_attempts(&self, user: &str) -> usize {
+        self.log_contents()
+            .lines()
+            .filter(|l| l.contains(": Auth request finished"))
+            .filter(|l| {
+                auth_line_user(l, "auth: Debug: auth(").is_some_and(|n| user_matches(user, n))
+            })
+            .count()
+    }
+
+    /// Refused authentications for `user`: the `auth: Info: DRIVER(USER,...)`
+    /// lines of `auth_verbose`, one per refusal, e.g.
+    /// `oauth2(alice,127.0.0.1,<...>): oauth2 failed: Introspection failed:
+    /// Provided token is not valid` or `passwd-file(alice,...): Password mismatch`.
+    /// Lookups without a client IP (doveadm's, e.g. [`Dovecot::add_user`]'s
+    /// `passwd-file(erin): unknown user`) are not logins and not counted.
+    pub fn auth_failures(&self, user: &str) -> usize {
+        self.log_contents()
+            .lines()
+            .filter(|l| {
+                let Some(i) = l.find(" auth: Info: ") else {
+                    return false;
+                };
+                // DRIVER(USER,IP,<session>): why
+                let rest = &l[i + " auth: Info: ".len()..];
+                rest.split_once('(')
+                    .filter(|(driver, _)| !driver.is_empty() && !driver.contains(' '))
+                    .and_then(|(_, args)| args.split_once(','))
+                    .is_some_and(|(name, _)| user_matches(user, name))
+            })
+            .count()
+    }
+
+    /// Successful IMAP logins of `user` (`imap-login: Info: Login: user=<USER>`
+    /// lines, any mechanism). Postfix's SASL successes are not here: count
+    /// them with [`Dovecot::auth_attempts`] minus [`Dovecot::auth_failures`].
+    pub fn imap_logins(&self, user: &str) -> usize {
+        let plain = format!("Login: user=<{user}>,");
+        let domain = format!("Login: user=<{user}@");
+        self.log_contents()
+            .lines()
+            .filter(|l| l.contains(" imap-login: Info: "))
+            .filter(|l| l.contains(&plain) || l.contains(&domain))
+            .count()
     }
 
     /// Password of a user known to this instance.
@@ -382,6 +450,22 @@ fn launch(conf: &Path) -> Result<(), String> {
     }
 }
 
+/// Whether `name` from a log line is `user` or `user@domain`.
+fn user_matches(user: &str, name: &str) -> bool {
+    name == user
+        || name
+            .strip_prefix(user)
+            .is_some_and(|rest| rest.starts_with('@'))
+}
+
+/// The USER of the first `PREFIXUSER,` in `line`, e.g. with prefix
+/// `auth(`: `alice` from `auth(alice,127.0.0.1,<...>)`.
+fn auth_line_user<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
+    let start = line.find(prefix)? + prefix.len();
+    let rest = &line[start..];
+    Some(&rest[..rest.find(',')?])
+}
+
 fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -419,6 +503,20 @@ fn config(root: &Path, p: Ports, cert: &TestCa, opts: &DovecotOptions) -> String
     } else {
         String::new()
     };
+    // With OAuth the passwd-file passdb must name its mechanisms, `none`
+    // included: without `none` it is skipped for LMTP's and doveadm's
+    // lookups ("All password databases were skipped").
+    let (mechanisms, passwd_mechanisms, oauth_passdb) = match &opts.oauth2 {
+        Some(_) => (
+            "plain login xoauth2 oauthbearer",
+            "  mechanisms = plain login none\n",
+            format!(
+                "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  \
+                 args = {r}/oauth2.conf.ext\n}}\n"
+            ),
+        ),
+        None => ("plain login", "", String::new()),
+    };
     // instance_name keeps process titles and syslog idents apart per instance.
     let instance = root
         .file_name()
@@ -436,11 +534,15 @@ ssl = yes
 ssl_cert = <{cert}
 ssl_key = <{key}
 {dh}disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_username_format = %n
 # Test config: no delay after a failed login, and (with anvil's penalty
 # socket closed below) no growing per-IP penalty for later logins either.
 auth_failure_delay = 0
+# One line per refused login (never the password or token), and one per
+# finished authentication of any outcome: tests count login attempts.
+auth_verbose = yes
+log_debug = event=auth_request_finished
 first_valid_uid = 1
 mail_location = maildir:{r}/mail/%n
 mail_fsync = never
@@ -450,9 +552,9 @@ namespace inbox {{
 }}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%n {r}/passwd
+{passwd_mechanisms}  args = scheme=PLAIN username_format=%n {r}/passwd
 }}
-userdb {{
+{oauth_passdb}userdb {{
   driver = static
   args = uid=nobody gid=nogroup home={r}/mail/%n
 }}
@@ -496,6 +598,21 @@ service anvil {{
         lmtp = p.lmtp,
         auth = p.auth,
         extra = opts.extra_config,
+    )
+}
+
+/// The `oauth2` passdb's settings: RFC 7662 introspection by POST on every
+/// login, the token's `username` must be the login name.
+fn oauth2_config(introspection_url: &str) -> String {
+    format!(
+        "# Generated by tests/support/dovecot.rs\n\
+         introspection_mode = post\n\
+         introspection_url = {introspection_url}\n\
+         force_introspection = yes\n\
+         username_attribute = username\n\
+         active_attribute = active\n\
+         active_value = true\n\
+         timeout_msecs = 5000\n"
     )
 }
 

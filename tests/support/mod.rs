@@ -10,7 +10,14 @@
 //! - `tls`: [`TestCa`], a throwaway CA and a `localhost` server cert (openssl, EC P-256).
 //! - `dovecot`: [`Dovecot`], a private Dovecot (IMAP, IMAPS, LMTP, SASL) and
 //!   [`ImapTool`], a Python imaplib client to load and inspect mailboxes
-//!   independently of the engine's own IMAP code.
+//!   independently of the engine's own IMAP code. With
+//!   [`DovecotOptions::oauth2`] it takes XOAUTH2/OAUTHBEARER logins, checked
+//!   against an [`OAuthServer`]'s introspection endpoint.
+//! - `oauth`: [`OAuthServer`], an OAuth 2.0 provider (`oauth_server.py`):
+//!   token refresh with rotation, RFC 8628 device flow, RFC 7662
+//!   introspection, revocation and failure modes on cue, counters of every
+//!   request; and [`post_form`], [`xoauth2`], [`oauthbearer`], [`base64`]
+//!   for talking to it and to the mail servers by hand.
 //! - `postfix`: [`Postfix`], a private Postfix delivering example.com into a [`Dovecot`].
 //! - `smtp`: [`ScriptedSmtp`] (aiosmtpd answering 4xx/5xx on cue, recording
 //!   every transaction) and [`SilentServer`] (accepts TCP, never answers).
@@ -42,6 +49,7 @@ pub mod dovecot;
 pub mod engine;
 pub mod fake_imap;
 pub mod home;
+pub mod oauth;
 pub mod postfix;
 pub mod process;
 pub mod proxy;
@@ -56,6 +64,10 @@ pub use fake_imap::{
     FakeFolder, FakeImap, FakeImapOptions, FakeMessage, FakeTls, Fault, FaultOn, ImapCommand, Then,
 };
 pub use home::TempHome;
+pub use oauth::{
+    base64, oauthbearer, post_form, unbase64, xoauth2, Endpoint, Failure, HttpReply, IssueOptions,
+    OAuthRequest, OAuthServer, OAuthServerOptions, Tokens, DEFAULT_CLIENT_ID, DEVICE_GRANT,
+};
 pub use postfix::{Postfix, PostfixOptions};
 // The rest of the proxy's names (Rule, When, Fault, ...) are used as
 // `support::proxy::X`: `Fault` is also fake_imap's.

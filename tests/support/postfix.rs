@@ -36,8 +36,12 @@ struct Ports {
 
 /// A private Postfix. Ports:
 /// - smtp: no AUTH, accepts mail for `@example.com` from anyone (relay elsewhere refused);
-/// - submission: STARTTLS required, AUTH (PLAIN, LOGIN) through the Dovecot's
-///   auth port, `permit_sasl_authenticated,reject`;
+/// - submission: STARTTLS required, AUTH through the Dovecot's auth port
+///   (PLAIN, LOGIN, and XOAUTH2, OAUTHBEARER when the Dovecot has
+///   [`super::DovecotOptions::oauth2`]), `permit_sasl_authenticated,reject`.
+///   Postfix refuses an AUTH command line over 2048 bytes (`line_length_limit`)
+///   with `535 5.7.8 Error: authentication failed: Invalid base64 data in
+///   initial response`: a long token goes after an empty `334` instead;
 /// - smtps: the same behind implicit TLS (`smtpd_tls_wrappermode=yes`).
 ///
 /// `example.com` goes by LMTP to the Dovecot (`bob@example.com` lands in
