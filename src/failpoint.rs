@@ -8,7 +8,9 @@
 //! `mid-commit` (a batch's rows are written, the transaction not committed),
 //! `committed` (a batch is committed), `smtp-accepted` (the server accepted a
 //! message, the outcome not yet recorded), `sent-recorded`, `appended` (the
-//! Sent copy is stored, not yet recorded).
+//! Sent copy is stored, not yet recorded), `token-received` (the token
+//! endpoint answered, nothing stored yet), `token-stored` (the new tokens
+//! are committed, not yet used).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

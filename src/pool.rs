@@ -10,12 +10,12 @@
 //! account's remaining tasks fail and the error is recorded. A failure or
 //! panic in a task fails that task only.
 
+use crate::auth::Tokens;
 use crate::imap::{self, Client, MailboxStatus};
 use crate::logging::chain;
 use crate::logging::{at, at_account, THREADING};
 use crate::schedule::Kind;
 use crate::store::{self, Account, FolderPatch, Location, Store};
-use crate::auth::Tokens;
 use crate::sync::{self, discover, plan, Ctx, SyncError};
 use crate::writer::{Pending, Writer};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -307,11 +307,11 @@ impl Pool<'_> {
             // A server that limits connections fails nothing: the work
             // waits for the next run. Anything else fails every job left,
             // the large-message ones too: each is work this run owed.
-            let (outcome, waits) = match error {
-                imap::Error::Unavailable(_) => (Outcome::Skipped, "waits"),
-                _ => (Outcome::Failed, "wait"),
+            let outcome = match error {
+                imap::Error::Unavailable(_) => Outcome::Skipped,
+                _ => Outcome::Failed,
             };
-            log::error!(target: THREADING, "account {}: {reason}; its remaining tasks {waits} for the next run {}", a.account.email, at_account(acntid));
+            log::error!(target: THREADING, "account {}: {reason}; its remaining tasks wait for the next run {}", a.account.email, at_account(acntid));
             for job in a.jobs.drain(..) {
                 st.outcomes.push(outcome.clone());
                 if let Job::Folder(..) = job {
@@ -485,7 +485,11 @@ impl Pool<'_> {
             return;
         }
         st.accts[idx].cleared = true;
-        let (acntid, now, had_error) = (account.acntid, self.settings.now, account.last_error.is_some());
+        let (acntid, now, had_error) = (
+            account.acntid,
+            self.settings.now,
+            account.last_error.is_some(),
+        );
         let _ = self.writer.submit(move |w| {
             if backoff {
                 w.login_ok(acntid)?;

@@ -177,7 +177,10 @@ pub fn post_form(url: &Url, body: &str, tls: &Tls, timeout: Duration) -> Result<
     }
     .cloned();
     let (tx, rx) = mpsc::channel();
-    let (u, limit) = (url.clone(), timeout.saturating_mul(2) + Duration::from_secs(1));
+    let (u, limit) = (
+        url.clone(),
+        timeout.saturating_mul(2) + Duration::from_secs(1),
+    );
     std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
@@ -239,6 +242,11 @@ fn exchange(
         .and_then(|_| stream.flush())
         .map_err(io("cannot send to"))?;
     read_answer(BufReader::new(stream)).map_err(|e| match e {
+        // A timed-out read surfaces as EAGAIN: said plainly.
+        Unread::Io(source) if crate::net::is_timeout(&source) => Error::Timeout {
+            host: url.host.clone(),
+            secs: timeout.as_secs(),
+        },
         Unread::Io(source) => Error::Io {
             what: format!("cannot read the answer of {peer}"),
             source,
@@ -273,7 +281,9 @@ fn read_answer(mut r: impl BufRead) -> Result<Answer, Unread> {
             .take((MAX_HEAD - head.len().min(MAX_HEAD)) as u64 + 1)
             .read_until(b'\n', &mut head)?;
         if n == 0 {
-            return Err(Unread::Bad("the server closed the connection without an answer".into()));
+            return Err(Unread::Bad(
+                "the server closed the connection without an answer".into(),
+            ));
         }
         if head.len() > MAX_HEAD {
             return Err(Unread::Bad("the answer's header is too large".into()));
@@ -295,7 +305,11 @@ fn read_answer(mut r: impl BufRead) -> Result<Answer, Unread> {
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse().map_err(|_| Unread::Bad("bad Content-Length".into()))?);
+            length = Some(
+                value
+                    .parse()
+                    .map_err(|_| Unread::Bad("bad Content-Length".into()))?,
+            );
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value.to_ascii_lowercase().contains("chunked");
         }
@@ -382,25 +396,64 @@ mod tests {
             (
                 "microsoft",
                 "https://login.microsoftonline.com/common/oauth2/v2.0/token",
-                ok(true, "login.microsoftonline.com", 443, "/common/oauth2/v2.0/token"),
+                ok(
+                    true,
+                    "login.microsoftonline.com",
+                    443,
+                    "/common/oauth2/v2.0/token",
+                ),
             ),
-            ("port_and_query", "https://h:8443/t?a=b", ok(true, "h", 8443, "/t?a=b")),
+            (
+                "port_and_query",
+                "https://h:8443/t?a=b",
+                ok(true, "h", 8443, "/t?a=b"),
+            ),
             ("no_path", "https://h", ok(true, "h", 443, "/")),
-            ("query_without_path", "https://h?x", ok(true, "h", 443, "/?x")),
-            ("http_loopback", "http://127.0.0.1:9/token", ok(false, "127.0.0.1", 9, "/token")),
-            ("http_localhost", "HTTP://localhost/t", ok(false, "localhost", 80, "/t")),
-            ("http_v6_loopback", "http://[::1]:8080/t", ok(false, "::1", 8080, "/t")),
-            ("http_elsewhere_refused", "http://example.com/token", Err("plain http".into())),
-            ("http_lookalike_refused", "http://127.0.0.1.example.com/t", Err("plain http".into())),
+            (
+                "query_without_path",
+                "https://h?x",
+                ok(true, "h", 443, "/?x"),
+            ),
+            (
+                "http_loopback",
+                "http://127.0.0.1:9/token",
+                ok(false, "127.0.0.1", 9, "/token"),
+            ),
+            (
+                "http_localhost",
+                "HTTP://localhost/t",
+                ok(false, "localhost", 80, "/t"),
+            ),
+            (
+                "http_v6_loopback",
+                "http://[::1]:8080/t",
+                ok(false, "::1", 8080, "/t"),
+            ),
+            (
+                "http_elsewhere_refused",
+                "http://example.com/token",
+                Err("plain http".into()),
+            ),
+            (
+                "http_lookalike_refused",
+                "http://127.0.0.1.example.com/t",
+                Err("plain http".into()),
+            ),
             ("ftp_refused", "ftp://h/t", Err("not an https URL".into())),
-            ("credentials_refused", "https://u:p@h/t", Err("credentials".into())),
+            (
+                "credentials_refused",
+                "https://u:p@h/t",
+                Err("credentials".into()),
+            ),
             ("bad_port", "https://h:99999/t", Err("bad host".into())),
             ("empty_host", "https:///t", Err("bad host".into())),
         ];
         for (name, url, want) in cases {
             match (Url::parse(url), want) {
                 (Ok(got), Ok(want)) => assert_eq!(&got, want, "{name}"),
-                (Err(e), Err(words)) => assert!(e.to_string().contains(words.as_str()), "{name}: {e}"),
+                (Err(e), Err(words)) => {
+                    assert!(e.to_string().contains(words.as_str()), "{name}: {e}")
+                }
                 (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
             }
         }

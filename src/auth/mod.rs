@@ -36,11 +36,11 @@ pub fn login_retry_delay(failures: i64, min: i64, max: i64) -> i64 {
 /// it needs a person's consent, or it waits after refused logins.
 pub fn hold(account: &Account, now: i64) -> Option<String> {
     if account.uses_oauth() && account.oauth.needs_consent {
-        return Some(
+        return Some(format!(
             "the provider refused the refresh token: it needs the user's consent \
-             (`engine account authorize` or the web application)"
-                .into(),
-        );
+                 (`engine account authorize {}` or the web application)",
+            account.acntid
+        ));
     }
     match account.login_retry_at {
         Some(at) if at > now => Some(format!(
@@ -255,9 +255,8 @@ impl<'a> Tokens<'a> {
                         now,
                     )
                 })
-                .map_err(|why| {
-                    Error::Failed(format!("cannot store the refreshed token: {why}"))
-                })?;
+                .map_err(|why| Error::Failed(format!("cannot store the refreshed token: {why}")))?;
+                crate::failpoint::hit("token-stored");
                 log::debug!(
                     "access token refreshed at {provider}{} [{acntid},]",
                     if grant.refresh_token.is_some() {
@@ -270,16 +269,29 @@ impl<'a> Tokens<'a> {
             }
             oauth::Answer::Refused { code, why } => {
                 let words = format!(
-                    "{provider} refused the refresh token ({code}{}): the user must sign in again \
-                     — `engine account authorize {acntid}` or the web application",
-                    why.map(|w| format!(": {w}")).unwrap_or_default()
+                    "{provider} refused the refresh token ({code}): the user must sign in again \
+                     — `engine account authorize {acntid}` or the web application{}",
+                    why.map(|w| format!(" ({provider} said: {w})"))
+                        .unwrap_or_default()
                 );
                 if let Err(e) = self.with_store(|s| s.set_needs_consent(acntid, &words, now)) {
                     log::warn!("cannot record that account {acntid} needs consent: {e}");
                 }
                 Err(Error::NeedsConsent(words))
             }
-            oauth::Answer::Failed(why) => Err(Error::Failed(format!("token refresh at {provider}: {why}"))),
+            oauth::Answer::Failed(why) => {
+                Err(Error::Failed(format!("token refresh at {provider}: {why}")))
+            }
+            oauth::Answer::Rotated { why, refresh_token } => {
+                // No usable access token, but the old refresh token may be
+                // dead already: the new one is kept.
+                if let Err(e) =
+                    self.with_store(|s| s.save_rotated_refresh_token(acntid, &refresh_token, now))
+                {
+                    log::warn!("cannot store the rotated refresh token of account {acntid}: {e}");
+                }
+                Err(Error::Failed(format!("token refresh at {provider}: {why}")))
+            }
             oauth::Answer::Pending | oauth::Answer::SlowDown => Err(Error::Failed(format!(
                 "token refresh at {provider}: an answer of the device flow"
             ))),

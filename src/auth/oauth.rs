@@ -94,13 +94,22 @@ pub enum Answer {
     Granted(Grant),
     /// `invalid_grant`, `invalid_client`, `unauthorized_client`: the
     /// grant or the registration is refused for good; a person must act.
-    Refused { code: String, why: Option<String> },
+    Refused {
+        code: String,
+        why: Option<String>,
+    },
     /// Device flow: the user has not finished yet.
     Pending,
     /// Device flow: poll more slowly.
     SlowDown,
     /// Any other error, a bad body, a server error: for this time only.
     Failed(String),
+    /// An answer with no usable access token that still holds a new
+    /// refresh token: that one must be kept (the old one may be dead).
+    Rotated {
+        why: String,
+        refresh_token: String,
+    },
 }
 
 /// Longest access-token life believed (a year): more is nonsense.
@@ -117,7 +126,9 @@ pub fn judge(status: u16, body: &[u8]) -> Answer {
         } else {
             "a body that is not JSON"
         };
-        return Answer::Failed(format!("the token endpoint answered HTTP {status} with {kind}"));
+        return Answer::Failed(format!(
+            "the token endpoint answered HTTP {status} with {kind}"
+        ));
     };
     let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
     if let Some(code) = text("error") {
@@ -138,8 +149,16 @@ pub fn judge(status: u16, body: &[u8]) -> Answer {
     if !(200..300).contains(&status) {
         return Answer::Failed(format!("the token endpoint answered HTTP {status}"));
     }
+    let refresh_token = text("refresh_token").filter(|t| !t.is_empty());
+    let unusable = |why: String| match &refresh_token {
+        Some(rt) => Answer::Rotated {
+            why,
+            refresh_token: rt.clone(),
+        },
+        None => Answer::Failed(why),
+    };
     let Some(access_token) = text("access_token").filter(|t| !t.is_empty()) else {
-        return Answer::Failed("the token endpoint's answer has no access_token".into());
+        return unusable("the token endpoint's answer has no access_token".into());
     };
     let expires_in = match obj.get("expires_in") {
         None => Some(3600),
@@ -148,15 +167,17 @@ pub fn judge(status: u16, body: &[u8]) -> Answer {
         Some(_) => None,
     };
     let Some(expires_in) = expires_in.filter(|e| (1..=MAX_EXPIRES_IN).contains(e)) else {
-        return Answer::Failed(format!(
+        return unusable(format!(
             "the token endpoint's answer has a nonsense expires_in ({})",
-            obj.get("expires_in").map(Value::to_string).unwrap_or_default()
+            obj.get("expires_in")
+                .map(Value::to_string)
+                .unwrap_or_default()
         ));
     };
     Answer::Granted(Grant {
         access_token,
         expires_in,
-        refresh_token: text("refresh_token").filter(|t| !t.is_empty()),
+        refresh_token,
     })
 }
 
@@ -172,7 +193,12 @@ pub enum Error {
 }
 
 /// POSTs `fields` to `url` and judges the answer.
-pub fn request(url: &str, fields: &[(&str, &str)], tls: &Tls, timeout: Duration) -> Result<Answer, Error> {
+pub fn request(
+    url: &str,
+    fields: &[(&str, &str)],
+    tls: &Tls,
+    timeout: Duration,
+) -> Result<Answer, Error> {
     let url = Url::parse(url)?;
     let answer = http::post_form(&url, &http::form(fields), tls, timeout)?;
     Ok(judge(answer.status, &answer.body))
@@ -180,7 +206,12 @@ pub fn request(url: &str, fields: &[(&str, &str)], tls: &Tls, timeout: Duration)
 
 /// The `refresh_token` grant: a new access token (and maybe a new refresh
 /// token).
-pub fn refresh(client: &Client, refresh_token: &str, tls: &Tls, timeout: Duration) -> Result<Answer, Error> {
+pub fn refresh(
+    client: &Client,
+    refresh_token: &str,
+    tls: &Tls,
+    timeout: Duration,
+) -> Result<Answer, Error> {
     let mut fields = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token),
@@ -211,7 +242,9 @@ pub struct DeviceCode {
 /// Judges the device endpoint's answer.
 pub fn device_code(status: u16, body: &[u8]) -> Result<DeviceCode, String> {
     let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
-        return Err(format!("the device endpoint answered HTTP {status} without JSON"));
+        return Err(format!(
+            "the device endpoint answered HTTP {status} without JSON"
+        ));
     };
     let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
     let number = |k: &str| {
@@ -259,7 +292,12 @@ pub fn start_device(client: &Client, tls: &Tls, timeout: Duration) -> Result<Dev
 }
 
 /// One poll of the token endpoint for a device code.
-pub fn poll_device(client: &Client, device_code: &str, tls: &Tls, timeout: Duration) -> Result<Answer, Error> {
+pub fn poll_device(
+    client: &Client,
+    device_code: &str,
+    tls: &Tls,
+    timeout: Duration,
+) -> Result<Answer, Error> {
     let mut fields = vec![
         ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
         ("device_code", device_code),
@@ -293,9 +331,24 @@ mod tests {
                 r#"{"token_type":"Bearer","expires_in":3599,"access_token":"A","refresh_token":"R2"}"#,
                 granted("A", 3599, Some("R2")),
             ),
-            ("google_keeps", 200, r#"{"access_token":"A","expires_in":3599}"#, granted("A", 3599, None)),
-            ("expires_in_as_text", 200, r#"{"access_token":"A","expires_in":"60"}"#, granted("A", 60, None)),
-            ("no_expires_in_means_an_hour", 200, r#"{"access_token":"A"}"#, granted("A", 3600, None)),
+            (
+                "google_keeps",
+                200,
+                r#"{"access_token":"A","expires_in":3599}"#,
+                granted("A", 3599, None),
+            ),
+            (
+                "expires_in_as_text",
+                200,
+                r#"{"access_token":"A","expires_in":"60"}"#,
+                granted("A", 60, None),
+            ),
+            (
+                "no_expires_in_means_an_hour",
+                200,
+                r#"{"access_token":"A"}"#,
+                granted("A", 3600, None),
+            ),
             (
                 "invalid_grant_needs_consent",
                 400,
@@ -323,8 +376,18 @@ mod tests {
                     why: None,
                 },
             ),
-            ("pending", 400, r#"{"error":"authorization_pending"}"#, Answer::Pending),
-            ("slow_down", 400, r#"{"error":"slow_down"}"#, Answer::SlowDown),
+            (
+                "pending",
+                400,
+                r#"{"error":"authorization_pending"}"#,
+                Answer::Pending,
+            ),
+            (
+                "slow_down",
+                400,
+                r#"{"error":"slow_down"}"#,
+                Answer::SlowDown,
+            ),
             (
                 "access_denied_is_said",
                 400,
@@ -343,10 +406,30 @@ mod tests {
                 "<html><body>Sign in</body></html>",
                 failed("the token endpoint answered HTTP 200 with an HTML page"),
             ),
-            ("empty", 502, "", failed("the token endpoint answered HTTP 502 with an empty body")),
-            ("json_array", 200, "[1]", failed("the token endpoint answered HTTP 200 with a body that is not JSON")),
-            ("no_access_token", 200, r#"{"token_type":"Bearer"}"#, failed("the token endpoint's answer has no access_token")),
-            ("empty_access_token", 200, r#"{"access_token":""}"#, failed("the token endpoint's answer has no access_token")),
+            (
+                "empty",
+                502,
+                "",
+                failed("the token endpoint answered HTTP 502 with an empty body"),
+            ),
+            (
+                "json_array",
+                200,
+                "[1]",
+                failed("the token endpoint answered HTTP 200 with a body that is not JSON"),
+            ),
+            (
+                "no_access_token",
+                200,
+                r#"{"token_type":"Bearer"}"#,
+                failed("the token endpoint's answer has no access_token"),
+            ),
+            (
+                "empty_access_token",
+                200,
+                r#"{"access_token":""}"#,
+                failed("the token endpoint's answer has no access_token"),
+            ),
             (
                 "negative_expires_in",
                 200,
@@ -365,7 +448,21 @@ mod tests {
                 r#"{"access_token":"A","expires_in":"soon"}"#,
                 failed("the token endpoint's answer has a nonsense expires_in (\"soon\")"),
             ),
-            ("error_status_without_error", 500, r#"{"x":1}"#, failed("the token endpoint answered HTTP 500")),
+            (
+                "error_status_without_error",
+                500,
+                r#"{"x":1}"#,
+                failed("the token endpoint answered HTTP 500"),
+            ),
+            (
+                "nonsense_but_rotated_keeps_the_new_refresh_token",
+                200,
+                r#"{"access_token":"A","expires_in":"soon","refresh_token":"R2"}"#,
+                Answer::Rotated {
+                    why: "the token endpoint's answer has a nonsense expires_in (\"soon\")".into(),
+                    refresh_token: "R2".into(),
+                },
+            ),
         ];
         for (name, status, body, want) in cases {
             assert_eq!(judge(status, body.as_bytes()), want, "{name}");
@@ -402,6 +499,9 @@ mod tests {
         assert_eq!(g.scope, "https://mail.google.com/");
         assert!(preset("yahoo", "common").is_none());
         assert_eq!(provider_name(Some("microsoft"), ""), "Microsoft");
-        assert_eq!(provider_name(None, "https://sso.example.com/t"), "sso.example.com");
+        assert_eq!(
+            provider_name(None, "https://sso.example.com/t"),
+            "sso.example.com"
+        );
     }
 }

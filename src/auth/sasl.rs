@@ -102,7 +102,10 @@ mod tests {
             Mechanism::choose(|m| m == "XOAUTH2" || m == "OAUTHBEARER"),
             Some(Mechanism::OauthBearer)
         );
-        assert_eq!(Mechanism::choose(|m| m == "XOAUTH2"), Some(Mechanism::Xoauth2));
+        assert_eq!(
+            Mechanism::choose(|m| m == "XOAUTH2"),
+            Some(Mechanism::Xoauth2)
+        );
         assert_eq!(Mechanism::choose(|m| m == "PLAIN"), None);
         assert_eq!(decode(Mechanism::OauthBearer.abort()), "\x01");
         assert_eq!(Mechanism::Xoauth2.abort(), "");

@@ -156,7 +156,8 @@ fn read_passwords(env: Option<&str>) -> Result<(String, String)> {
         let value = env_secret(var)?;
         return Ok((value.clone(), value));
     }
-    let lines = stdin_lines("password: IMAP on the first line, SMTP on the second (empty: the same)")?;
+    let lines =
+        stdin_lines("password: IMAP on the first line, SMTP on the second (empty: the same)")?;
     let imap = lines.first().cloned().unwrap_or_default();
     if imap.is_empty() {
         return Err(Error::Input(
@@ -190,7 +191,10 @@ fn read_oauth_secrets(a: &AccountArgs, stdin: bool) -> Result<(Option<String>, O
             None => Ok(lines.get(line).cloned().filter(|s| !s.is_empty())),
         }
     };
-    Ok((pick(&a.refresh_token_env, 0)?, pick(&a.client_secret_env, 1)?))
+    Ok((
+        pick(&a.refresh_token_env, 0)?,
+        pick(&a.client_secret_env, 1)?,
+    ))
 }
 
 fn kind(arg: AuthArg) -> AuthKind {
@@ -231,8 +235,12 @@ fn add(layout: &Layout, a: AccountArgs, now: i64) -> Result<i32> {
         .imap_host
         .clone()
         .or_else(|| preset.as_ref().map(|p| p.imap.0.to_string()))
-        .filter(|h| !h.trim().is_empty())
-        .ok_or_else(|| Error::Input("--imap-host is empty".into()))?;
+        .ok_or_else(|| {
+            Error::Usage("account add needs --imap-host (or an --oauth-provider preset)".into())
+        })?;
+    if imap_host.trim().is_empty() {
+        return Err(Error::Input("--imap-host is empty".into()));
+    }
     let passwords = imap_auth == AuthKind::Password || smtp_auth == AuthKind::Password;
     let oauth2 = imap_auth == AuthKind::OAuth2 || smtp_auth == AuthKind::OAuth2;
     let (imap_password, smtp_password) = if passwords {
@@ -260,8 +268,14 @@ fn add(layout: &Layout, a: AccountArgs, now: i64) -> Result<i32> {
         .filter(|b| b.email.eq_ignore_ascii_case(&email))
         .map(|b| b.acntid.to_string())
         .collect();
-    let imap_preset = preset.as_ref().filter(|_| a.imap_host.is_none()).map(|p| p.imap);
-    let smtp_preset = preset.as_ref().filter(|_| a.smtp_host.is_none()).map(|p| p.smtp);
+    let imap_preset = preset
+        .as_ref()
+        .filter(|_| a.imap_host.is_none())
+        .map(|p| p.imap);
+    let smtp_preset = preset
+        .as_ref()
+        .filter(|_| a.smtp_host.is_none())
+        .map(|p| p.smtp);
     let acntid = store.add_account(
         &NewAccount {
             usrid: a.usrid,
@@ -316,9 +330,7 @@ fn oauth_columns(a: &AccountArgs, preset: Option<&oauth::Preset>) -> Result<OAut
         .clone()
         .or_else(|| preset.map(|p| p.token_url.clone()))
         .ok_or_else(|| {
-            Error::Input(
-                "an OAuth 2.0 account needs --oauth-provider or --oauth-token-url".into(),
-            )
+            Error::Input("an OAuth 2.0 account needs --oauth-provider or --oauth-token-url".into())
         })?;
     check_url("--oauth-token-url", &token_url)?;
     let device_url = a
@@ -361,7 +373,9 @@ fn set(layout: &Layout, acntid: i64, a: AccountArgs) -> Result<i32> {
     let mut change = AccountChange::default();
     let mut text = |column: &'static str, value: Option<String>| {
         if let Some(v) = value {
-            change.texts.push((column, Some(v).filter(|v| !v.is_empty())));
+            change
+                .texts
+                .push((column, Some(v).filter(|v| !v.is_empty())));
         }
     };
     if let Some(email) = &a.email {
@@ -370,7 +384,10 @@ fn set(layout: &Layout, acntid: i64, a: AccountArgs) -> Result<i32> {
         }
     }
     let preset = a.oauth_provider.and_then(|p| {
-        oauth::preset(provider_name(p), a.oauth_tenant.as_deref().unwrap_or("common"))
+        oauth::preset(
+            provider_name(p),
+            a.oauth_tenant.as_deref().unwrap_or("common"),
+        )
     });
     for (option, url) in [
         ("--oauth-token-url", &a.oauth_token_url),
@@ -384,12 +401,21 @@ fn set(layout: &Layout, acntid: i64, a: AccountArgs) -> Result<i32> {
     text("imap_host", a.imap_host.clone());
     text("imap_security", a.imap_security.clone());
     text("imap_login", a.imap_login.clone());
-    text("imap_auth", a.imap_auth.map(|k| kind(k).as_str().to_string()));
+    text(
+        "imap_auth",
+        a.imap_auth.map(|k| kind(k).as_str().to_string()),
+    );
     text("smtp_host", a.smtp_host.clone());
     text("smtp_security", a.smtp_security.clone());
     text("smtp_login", a.smtp_login.clone());
-    text("smtp_auth", a.smtp_auth.map(|k| kind(k).as_str().to_string()));
-    text("oauth_provider", a.oauth_provider.map(|p| provider_name(p).to_string()));
+    text(
+        "smtp_auth",
+        a.smtp_auth.map(|k| kind(k).as_str().to_string()),
+    );
+    text(
+        "oauth_provider",
+        a.oauth_provider.map(|p| provider_name(p).to_string()),
+    );
     text(
         "oauth_token_url",
         a.oauth_token_url
@@ -470,12 +496,11 @@ fn authorize(layout: &Layout, acntid: i64) -> Result<i32> {
             oauth::provider_name(client.provider.as_deref(), &client.token_url)
         )));
     }
-    let tls = crate::net::Tls::new(config.tls_ca_file.as_deref()).map_err(|source| {
-        Error::CaFile {
+    let tls =
+        crate::net::Tls::new(config.tls_ca_file.as_deref()).map_err(|source| Error::CaFile {
             config: layout.config.clone(),
             source,
-        }
-    })?;
+        })?;
     let timeout = Duration::from_secs(config.io_timeout);
     let code = oauth::start_device(&client, &tls, timeout)
         .map_err(|e| Error::other("device sign-in could not start", e))?;
@@ -502,7 +527,8 @@ fn authorize(layout: &Layout, acntid: i64) -> Result<i32> {
             oauth::Answer::Granted(grant) => {
                 let Some(refresh) = grant.refresh_token.as_deref() else {
                     return Err(Error::Input(
-                        "the provider gave no refresh token (is offline_access in the scope?)".into(),
+                        "the provider gave no refresh token (is offline_access in the scope?)"
+                            .into(),
                     ));
                 };
                 let expires_at = chrono::Utc::now().timestamp() + grant.expires_in;
@@ -516,7 +542,9 @@ fn authorize(layout: &Layout, acntid: i64) -> Result<i32> {
                     why.map(|w| format!(": {w}")).unwrap_or_default()
                 )))
             }
-            oauth::Answer::Failed(why) => return Err(Error::Input(format!("sign-in stopped: {why}"))),
+            oauth::Answer::Failed(why) | oauth::Answer::Rotated { why, .. } => {
+                return Err(Error::Input(format!("sign-in stopped: {why}")))
+            }
         }
     }
 }

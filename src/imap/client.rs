@@ -395,16 +395,17 @@ impl Client {
                 self.peer
             )));
         }
-        let done = self.run(
-            "LOGIN",
-            &[
-                Part::Raw("LOGIN"),
-                Part::Str(user.as_bytes()),
-                Part::Str(password.as_bytes()),
-            ],
-            &mut |_| Ok(()),
-        )
-        .map_err(|e| self.at_login(e))?;
+        let done = self
+            .run(
+                "LOGIN",
+                &[
+                    Part::Raw("LOGIN"),
+                    Part::Str(user.as_bytes()),
+                    Part::Str(password.as_bytes()),
+                ],
+                &mut |_| Ok(()),
+            )
+            .map_err(|e| self.at_login(e))?;
         if done.status != Status::Ok {
             // A careless server may quote the command back ("bad login:
             // alice secret"): the reply goes to logs and last_error.

@@ -37,7 +37,9 @@ pub fn login(
     };
     let secret = tokens.secret(account, Side::Imap)?;
     if matches!(secret, Secret::Password(_)) && account.imap_password.is_none() {
-        return Err(Error::Auth(format!("account {acntid} has no IMAP password")));
+        return Err(Error::Auth(format!(
+            "account {acntid} has no IMAP password"
+        )));
     }
     let mut client = Client::connect(host, port, security, tls, timeout)?;
     let user = account.imap_login();

@@ -15,10 +15,10 @@ pub mod policy;
 pub mod sent;
 pub mod smtp;
 
+use crate::auth::Tokens;
 use crate::config::Config;
 use crate::logging::chain;
 use crate::logging::{at_account, THREADING};
-use crate::auth::Tokens;
 use crate::net::Tls;
 use crate::store::{
     self, Account, AttemptRecord, Location, OutboxRow, OutboxState, RcptState, SentCopy, Store,
@@ -270,7 +270,11 @@ fn drain_account(
     };
     if let Some(why) = crate::auth::hold(&account, (d.clock)()) {
         // Queued as they are, no attempt counted.
-        log::debug!("{} queued message(s) wait: {why} {}", rows.len(), at_account(acntid));
+        log::debug!(
+            "{} queued message(s) wait: {why} {}",
+            rows.len(),
+            at_account(acntid)
+        );
         health.give_up(acntid);
         return Ok(0);
     }
@@ -329,9 +333,20 @@ fn drain_account(
 
 /// Records why an account's outbox stopped; returns the failed jobs it
 /// counts (a refused login or a failed token: one).
-fn stopped(store: &mut Store, d: &Drain<'_>, account: &Account, stop: Stop) -> store::Result<usize> {
+fn stopped(
+    store: &mut Store,
+    d: &Drain<'_>,
+    account: &Account,
+    stop: Stop,
+) -> store::Result<usize> {
     let (acntid, now) = (account.acntid, (d.clock)());
     let at = at_account(acntid);
+    // Each waiting message says why (its attempts and due time unchanged).
+    let why = match &stop {
+        Stop::Refused(w) | Stop::Unavailable(w) => w.clone(),
+        Stop::Token(e) => e.to_string(),
+    };
+    store.outbox_waits(acntid, &format!("not sent yet: {why}"))?;
     match stop {
         Stop::Refused(why) => {
             let (min, max) = (d.config.login_retry_min, d.config.login_retry_max);

@@ -357,7 +357,9 @@ impl SessionSetup {
         refused: &dyn Fn(&lettre::transport::smtp::Error) -> Error,
     ) -> Result<(), Error> {
         // lettre knows XOAUTH2 but not OAUTHBEARER: the server's own words.
-        let ehlo = conn.command(Ehlo::new(self.hello.clone())).map_err(|e| refused(&e))?;
+        let ehlo = conn
+            .command(Ehlo::new(self.hello.clone()))
+            .map_err(|e| refused(&e))?;
         let offered: Vec<String> = ehlo
             .message()
             .filter_map(|l| {

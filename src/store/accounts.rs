@@ -397,6 +397,25 @@ impl Store {
         })
     }
 
+    /// Keeps a rotated refresh token that came without a usable access
+    /// token (the engine's own write, as in `save_refreshed_tokens`).
+    pub fn save_rotated_refresh_token(
+        &mut self,
+        acntid: i64,
+        refresh_token: &str,
+        now: i64,
+    ) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE email_accounts SET oauth_refresh_token = ?, \
+                 oauth_refreshed_at = MAX(?, COALESCE(oauth_refreshed_at, 0) + 1) WHERE acntid = ?",
+                params![refresh_token, now, acntid],
+            )
+            .context(format!("store the refresh token of account {acntid}"))?;
+            Ok(())
+        })
+    }
+
     /// Stores the tokens a person's consent gave (`account authorize`): a
     /// new credential, so the need for consent and the refused-login
     /// back-off start over (by the trigger).

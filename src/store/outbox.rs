@@ -506,6 +506,19 @@ impl Store {
         })
     }
 
+    /// Notes why an account's queued messages wait, without counting an
+    /// attempt or moving their due time (the login, not the message, failed).
+    pub fn outbox_waits(&mut self, acntid: i64, why: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE email_outbox SET last_error = ? WHERE acntid = ? AND state = ?",
+                params![why, acntid, OutboxState::Queued.as_str()],
+            )
+            .context(format!("note why the mail of account {acntid} waits"))?;
+            Ok(())
+        })
+    }
+
     /// `outbox retry`: a failed or queued message becomes due now (its
     /// recipients not yet served pending again). False when not found or in
     /// another state.

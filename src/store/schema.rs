@@ -32,8 +32,16 @@ pub const MIGRATIONS: &[Migration] = &[
     // 2: OAuth 2.0 accounts and refused logins (SPEC §12).
     Migration {
         columns: &[
-            ("email_accounts", "imap_auth", "TEXT NOT NULL DEFAULT 'password'"),
-            ("email_accounts", "smtp_auth", "TEXT NOT NULL DEFAULT 'password'"),
+            (
+                "email_accounts",
+                "imap_auth",
+                "TEXT NOT NULL DEFAULT 'password'",
+            ),
+            (
+                "email_accounts",
+                "smtp_auth",
+                "TEXT NOT NULL DEFAULT 'password'",
+            ),
             ("email_accounts", "oauth_provider", "TEXT"),
             ("email_accounts", "oauth_token_url", "TEXT"),
             ("email_accounts", "oauth_device_url", "TEXT"),
@@ -43,11 +51,19 @@ pub const MIGRATIONS: &[Migration] = &[
             ("email_accounts", "oauth_refresh_token", "TEXT"),
             ("email_accounts", "oauth_access_token", "TEXT"),
             ("email_accounts", "oauth_expires_at", "INTEGER"),
-            ("email_accounts", "oauth_needs_consent", "INTEGER NOT NULL DEFAULT 0"),
+            (
+                "email_accounts",
+                "oauth_needs_consent",
+                "INTEGER NOT NULL DEFAULT 0",
+            ),
             // When the engine last refreshed the tokens itself: its own
             // writes of the token columns are no credential change.
             ("email_accounts", "oauth_refreshed_at", "INTEGER"),
-            ("email_accounts", "login_failures", "INTEGER NOT NULL DEFAULT 0"),
+            (
+                "email_accounts",
+                "login_failures",
+                "INTEGER NOT NULL DEFAULT 0",
+            ),
             ("email_accounts", "login_retry_at", "INTEGER"),
         ],
         sql: r#"

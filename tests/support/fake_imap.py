@@ -13,6 +13,9 @@ CONFIG:
    "caps": "IMAP4rev1 LITERAL+ ...",  advertised after login (and before,
                                       plus STARTTLS as fits)
    "echo_login": bool,              a refused LOGIN's reply quotes user and password
+   "login_reply": HEX or null,      sent for LOGIN instead ("TAG" is replaced by
+                                    the command's tag), then the connection closes
+                                    when it holds a BYE
    "starttls_reply": HEX or null,   sent for STARTTLS instead ("TAG" is replaced
                                     by the command's tag); TLS starts only if it
                                     begins with "TAG OK" and tls is "starttls"
@@ -291,6 +294,11 @@ def h_starttls(c, tag, args):
 
 def h_login(c, tag, args):
     user, password = args.astring(), args.astring()
+    reply = CONFIG.get("login_reply")
+    if reply is not None:
+        reply = bytes.fromhex(reply).replace(b"TAG", tag)
+        c.send(reply)
+        return "close" if b"* BYE" in reply else None
     if user == CONFIG["user"].encode() and password == CONFIG["password"].encode():
         c.authed = True
         c.send(tag + b" OK [CAPABILITY " + c.caps().encode() + b"] logged in\r\n")

@@ -145,6 +145,9 @@ pub struct FakeImapOptions {
     /// The whole reply to STARTTLS (`TAG` stands for the command's tag);
     /// TLS starts only when it begins with `TAG OK` and `tls` is StartTls.
     pub starttls_reply: Option<Vec<u8>>,
+    /// The whole reply to LOGIN (`TAG` stands for the command's tag); the
+    /// server closes the connection after it when it holds a `* BYE`.
+    pub login_reply: Option<Vec<u8>>,
 }
 
 impl Default for FakeImapOptions {
@@ -158,6 +161,7 @@ impl Default for FakeImapOptions {
             folders: Vec::new(),
             echo_login: false,
             starttls_reply: None,
+            login_reply: None,
         }
     }
 }
@@ -250,6 +254,7 @@ impl FakeImap {
             "folders": folders,
             "echo_login": opts.echo_login,
             "starttls_reply": opts.starttls_reply.as_deref().map(hex),
+            "login_reply": opts.login_reply.as_deref().map(hex),
         });
         let cfg_path = dir.path().join("config.json");
         std::fs::write(&cfg_path, cfg.to_string()).expect("write config.json");
