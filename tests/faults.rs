@@ -39,30 +39,6 @@ fn bound() -> Duration {
     Duration::from_secs(2 * T) + Duration::from_millis(2500)
 }
 
-/// `engine ARGS`, killed (and the test failed) if it runs past `limit`.
-fn run_within(home: &TempHome, args: &[&str], limit: Duration) -> (Output, Duration) {
-    let t0 = Instant::now();
-    let child = home
-        .engine()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn engine");
-    let pid = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output());
-    if !wait_until(limit, || waiter.is_finished()) {
-        support::process::signal(pid, "KILL");
-        let _ = waiter.join();
-        panic!(
-            "engine {args:?} still running after {limit:?}: a fault held the run\n{}",
-            home.log("l-debug.log")
-        );
-    }
-    let out = waiter.join().expect("join").expect("engine output");
-    (out, t0.elapsed())
-}
-
 fn code(out: &Output) -> Option<i32> {
     out.status.code()
 }

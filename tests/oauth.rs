@@ -8,8 +8,8 @@
 mod support;
 
 use serde_json::Value;
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 use support::engine::*;
 use support::oauth::{Endpoint, Failure};
 use support::{
@@ -160,31 +160,6 @@ impl Env {
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
-}
-
-/// `engine run`, killed (and the test failed) past `limit`; the output
-/// and the time taken.
-fn run_within(home: &TempHome, args: &[&str], limit: Duration) -> (Output, Duration) {
-    let t0 = Instant::now();
-    let child = home
-        .engine()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn engine");
-    let pid = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output());
-    if !wait_until(limit, || waiter.is_finished()) {
-        support::process::signal(pid, "KILL");
-        let _ = waiter.join();
-        panic!(
-            "engine {args:?} still running after {limit:?}\n{}",
-            home.log("l-debug.log")
-        );
-    }
-    (waiter.join().expect("join").expect("output"), t0.elapsed())
 }
 
 fn plan_json(home: &TempHome) -> Vec<Value> {

@@ -122,6 +122,16 @@ pub struct Done {
     pub text: String,
 }
 
+impl Done {
+    fn of(status: Status, code: Option<&[u8]>, text: &[u8]) -> Done {
+        Done {
+            status,
+            code: code.map(|c| String::from_utf8_lossy(c).into_owned()),
+            text: String::from_utf8_lossy(text).into_owned(),
+        }
+    }
+}
+
 /// A piece of a command.
 #[derive(Debug, Clone, Copy)]
 pub enum Part<'a> {
@@ -508,13 +518,7 @@ impl Client {
                     status,
                     code,
                     text,
-                }) if t == tag.as_bytes() => {
-                    return Ok(Some(Done {
-                        status,
-                        code: code.map(|c| String::from_utf8_lossy(c).into_owned()),
-                        text: String::from_utf8_lossy(text).into_owned(),
-                    }))
-                }
+                }) if t == tag.as_bytes() => return Ok(Some(Done::of(status, code, text))),
                 Ok(Response::Untagged(Untagged::Status {
                     status: Status::Bye,
                     text,
@@ -884,11 +888,7 @@ impl Client {
                                 code,
                                 text,
                             }) if t == tag.as_bytes() => {
-                                return Ok(Some(Done {
-                                    status,
-                                    code: code.map(|c| String::from_utf8_lossy(c).into_owned()),
-                                    text: String::from_utf8_lossy(text).into_owned(),
-                                }))
+                                return Ok(Some(Done::of(status, code, text)))
                             }
                             Ok(Response::Untagged(u)) => on(u)?,
                             _ => {
@@ -954,11 +954,7 @@ impl Client {
                 text,
             }) => Ok(Some((
                 String::from_utf8_lossy(tag).into_owned(),
-                Done {
-                    status,
-                    code: code.map(|c| String::from_utf8_lossy(c).into_owned()),
-                    text: String::from_utf8_lossy(text).into_owned(),
-                },
+                Done::of(status, code, text),
             ))),
             Ok(Response::Untagged(Untagged::Status {
                 status: Status::Bye,

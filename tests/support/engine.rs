@@ -5,6 +5,7 @@ use super::{mode_of, text, Dovecot, TempHome};
 use rusqlite::Connection;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A test message: unique Message-ID, a Polish subject in RFC 2047, a body
 /// of about `size` bytes.
@@ -352,4 +353,29 @@ pub fn queue(home: &TempHome, acntid: i64, raw: &[u8]) -> i64 {
         .trim()
         .parse()
         .expect("outbox add prints the emoid")
+}
+
+/// `engine ARGS`, killed (and the test failed) if it runs past `limit`.
+pub fn run_within(home: &TempHome, args: &[&str], limit: Duration) -> (Output, Duration) {
+    let t0 = Instant::now();
+    let child = home
+        .engine()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn engine");
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output());
+    if !super::wait_until(limit, || waiter.is_finished()) {
+        super::process::signal(pid, "KILL");
+        let _ = waiter.join();
+        panic!(
+            "engine {args:?} still running after {limit:?}: something held the run\n{}",
+            home.log("l-debug.log")
+        );
+    }
+    let out = waiter.join().expect("join").expect("engine output");
+    (out, t0.elapsed())
 }
