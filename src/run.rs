@@ -261,11 +261,23 @@ impl Cycle<'_> {
         let (config, opts) = (self.config, self.opts);
         let (tasks, accounts) =
             plan_tasks(self.store, config, self.now, opts.force, &opts.accounts)?;
-        let deferred = tasks.iter().filter(|t| t.deferred).count();
+        let held: Vec<i64> = accounts
+            .iter()
+            .filter(|a| crate::auth::hold(a, self.now).is_some())
+            .map(|a| a.acntid)
+            .collect();
+        let waiting = tasks.iter().filter(|t| held.contains(&t.acntid)).count();
+        let deferred = tasks.iter().filter(|t| t.deferred).count() - waiting;
         if deferred > 0 {
             log::info!("deferred {deferred} tasks");
         }
-        self.progress.add_total(tasks.len() - deferred);
+        if waiting > 0 {
+            log::info!(
+                "{waiting} tasks of {} account(s) wait: consent needed, or refused logins",
+                held.len()
+            );
+        }
+        self.progress.add_total(tasks.len() - deferred - waiting);
         let settings = pool::Settings {
             max_threads: config.max_threads as usize,
             max_connections: config.max_connections_per_account,

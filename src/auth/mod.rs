@@ -255,7 +255,9 @@ impl<'a> Tokens<'a> {
                         now,
                     )
                 })
-                .map_err(|why| Error::Failed(format!("cannot store the refreshed token: {why}")))?;
+                .map_err(|e| {
+                    Error::Failed(format!("cannot store the refreshed token: {}", chain(&e)))
+                })?;
                 crate::failpoint::hit("token-stored");
                 log::debug!(
                     "access token refreshed at {provider}{} [{acntid},]",
@@ -275,7 +277,10 @@ impl<'a> Tokens<'a> {
                         .unwrap_or_default()
                 );
                 if let Err(e) = self.with_store(|s| s.set_needs_consent(acntid, &words, now)) {
-                    log::warn!("cannot record that account {acntid} needs consent: {e}");
+                    log::warn!(
+                        "cannot record that account {acntid} needs consent: {}",
+                        chain(&e)
+                    );
                 }
                 Err(Error::NeedsConsent(words))
             }
@@ -288,7 +293,10 @@ impl<'a> Tokens<'a> {
                 if let Err(e) =
                     self.with_store(|s| s.save_rotated_refresh_token(acntid, &refresh_token, now))
                 {
-                    log::warn!("cannot store the rotated refresh token of account {acntid}: {e}");
+                    log::warn!(
+                        "cannot store the rotated refresh token of account {acntid}: {}",
+                        chain(&e)
+                    );
                 }
                 Err(Error::Failed(format!("token refresh at {provider}: {why}")))
             }
@@ -302,16 +310,16 @@ impl<'a> Tokens<'a> {
     fn with_store(
         &self,
         f: impl FnOnce(&mut Store) -> crate::store::Result<()>,
-    ) -> Result<(), String> {
+    ) -> crate::store::Result<()> {
         let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
-            let store = Store::connect(self.at).map_err(|e| chain(&e))?;
-            store.set_durable().map_err(|e| chain(&e))?;
+            let store = Store::connect(self.at)?;
+            store.set_durable()?;
             *slot = Some(store);
         }
         match slot.as_mut() {
-            Some(store) => f(store).map_err(|e| chain(&e)),
-            None => Err("no database connection".into()),
+            Some(store) => f(store),
+            None => Err(crate::store::Error::WriterGone),
         }
     }
 }

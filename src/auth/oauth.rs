@@ -240,11 +240,11 @@ pub struct DeviceCode {
 }
 
 /// Judges the device endpoint's answer.
-pub fn device_code(status: u16, body: &[u8]) -> Result<DeviceCode, String> {
+pub fn device_code(status: u16, body: &[u8]) -> Result<DeviceCode, Error> {
     let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
-        return Err(format!(
+        return Err(Error::Answer(format!(
             "the device endpoint answered HTTP {status} without JSON"
-        ));
+        )));
     };
     let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
     let number = |k: &str| {
@@ -255,19 +255,23 @@ pub fn device_code(status: u16, body: &[u8]) -> Result<DeviceCode, String> {
         })
     };
     if let Some(code) = text("error") {
-        return Err(format!(
+        return Err(Error::Answer(format!(
             "the device endpoint said {code}{}",
             text("error_description")
                 .map(|d| format!(": {}", d.lines().next().unwrap_or("")))
                 .unwrap_or_default()
-        ));
+        )));
     }
     let (Some(device_code), Some(user_code)) = (text("device_code"), text("user_code")) else {
-        return Err("the device endpoint's answer has no device_code or user_code".into());
+        return Err(Error::Answer(
+            "the device endpoint's answer has no device_code or user_code".into(),
+        ));
     };
     // Microsoft says verification_uri, some older endpoints verification_url.
     let Some(verification_uri) = text("verification_uri").or(text("verification_url")) else {
-        return Err("the device endpoint's answer has no verification_uri".into());
+        return Err(Error::Answer(
+            "the device endpoint's answer has no verification_uri".into(),
+        ));
     };
     Ok(DeviceCode {
         device_code,
@@ -288,7 +292,7 @@ pub fn start_device(client: &Client, tls: &Tls, timeout: Duration) -> Result<Dev
     }
     let url = Url::parse(url)?;
     let answer = http::post_form(&url, &http::form(&fields), tls, timeout)?;
-    device_code(answer.status, &answer.body).map_err(Error::Answer)
+    device_code(answer.status, &answer.body)
 }
 
 /// One poll of the token endpoint for a device code.
@@ -480,6 +484,7 @@ mod tests {
         assert_eq!((ok.interval, ok.expires_in), (5, 900));
         assert!(device_code(400, br#"{"error":"invalid_client"}"#)
             .expect_err("refused")
+            .to_string()
             .contains("invalid_client"));
         assert!(device_code(200, br#"{"device_code":"D"}"#).is_err());
         assert!(device_code(200, b"<html>").is_err());

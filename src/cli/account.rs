@@ -211,19 +211,55 @@ fn provider_name(p: ProviderArg) -> &'static str {
     }
 }
 
+/// Refuses what is no address.
+fn check_email(email: &str) -> Result<()> {
+    if !email.contains('@') || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::Input(format!("--email '{email}' is not an address")));
+    }
+    Ok(())
+}
+
+/// The preset `--oauth-provider` names (with `--oauth-tenant`).
+fn preset_of(a: &AccountArgs) -> Option<oauth::Preset> {
+    let tenant = a.oauth_tenant.as_deref().unwrap_or("common");
+    a.oauth_provider
+        .and_then(|p| oauth::preset(provider_name(p), tenant))
+}
+
 /// `engine account add`: prints the new `acntid`.
 fn add(layout: &Layout, a: AccountArgs, now: i64) -> Result<i32> {
     let email = a
         .email
         .clone()
         .ok_or_else(|| Error::Usage("account add needs --email".into()))?;
-    if !email.contains('@') || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::Input(format!("--email '{email}' is not an address")));
+    check_email(&email)?;
+    let new = new_account(&a, email.clone())?;
+    let mut store = Store::open(&Location::of(layout))?;
+    let twins: Vec<String> = store
+        .accounts()?
+        .iter()
+        .filter(|b| b.email.eq_ignore_ascii_case(&email))
+        .map(|b| b.acntid.to_string())
+        .collect();
+    let acntid = store.add_account(&new, now)?;
+    println!("{acntid}");
+    if !twins.is_empty() {
+        // Added all the same (two accounts may share an address on
+        // purpose), but both would receive the same mail.
+        eprintln!(
+            "engine: note: account {} has the same address ({email}); \
+             both will receive its mail (`engine account remove ID` removes one)",
+            twins.join(", ")
+        );
     }
-    let tenant = a.oauth_tenant.as_deref().unwrap_or("common");
-    let preset = a
-        .oauth_provider
-        .and_then(|p| oauth::preset(provider_name(p), tenant));
+    Ok(exit::OK)
+}
+
+/// The row `account add` stores: the options, the preset's servers and
+/// URLs where the options say nothing, the secrets from stdin or the
+/// environment.
+fn new_account(a: &AccountArgs, email: String) -> Result<NewAccount> {
+    let preset = preset_of(a);
     let default_auth = if preset.is_some() {
         AuthArg::Oauth2
     } else {
@@ -257,17 +293,12 @@ fn add(layout: &Layout, a: AccountArgs, now: i64) -> Result<i32> {
         (None, None)
     };
     let oauth = if oauth2 {
-        oauth_columns(&a, preset.as_ref())?
+        oauth_columns(a, preset.as_ref())?
     } else {
         OAuthColumns::default()
     };
-    let mut store = Store::open(&Location::of(layout))?;
-    let twins: Vec<String> = store
-        .accounts()?
-        .iter()
-        .filter(|b| b.email.eq_ignore_ascii_case(&email))
-        .map(|b| b.acntid.to_string())
-        .collect();
+    // The preset's server only where no host is given (a host given means
+    // its port and security as given, or their usual defaults).
     let imap_preset = preset
         .as_ref()
         .filter(|_| a.imap_host.is_none())
@@ -276,45 +307,29 @@ fn add(layout: &Layout, a: AccountArgs, now: i64) -> Result<i32> {
         .as_ref()
         .filter(|_| a.smtp_host.is_none())
         .map(|p| p.smtp);
-    let acntid = store.add_account(
-        &NewAccount {
-            usrid: a.usrid,
-            email: email.clone(),
-            imap_host,
-            imap_port: a.imap_port.or(imap_preset.map(|p| p.1)),
-            imap_security: a
-                .imap_security
-                .clone()
-                .or(imap_preset.map(|p| p.2.to_string()))
-                .unwrap_or_else(|| "tls".into()),
-            imap_login: a.imap_login.clone(),
-            imap_password,
-            imap_auth: Some(imap_auth),
-            smtp_host: a.smtp_host.clone().or(smtp_preset.map(|p| p.0.to_string())),
-            smtp_port: a.smtp_port.or(smtp_preset.map(|p| p.1)),
-            smtp_security: a
-                .smtp_security
-                .clone()
-                .or(smtp_preset.map(|p| p.2.to_string()))
-                .unwrap_or_else(|| "starttls".into()),
-            smtp_login: a.smtp_login.clone(),
-            smtp_password,
-            smtp_auth: Some(smtp_auth),
-            oauth,
-        },
-        now,
-    )?;
-    println!("{acntid}");
-    if !twins.is_empty() {
-        // Added all the same (two accounts may share an address on
-        // purpose), but both would receive the same mail.
-        eprintln!(
-            "engine: note: account {} has the same address ({email}); \
-             both will receive its mail (`engine account remove ID` removes one)",
-            twins.join(", ")
-        );
-    }
-    Ok(exit::OK)
+    let security = |given: &Option<String>, preset: Option<&str>, default: &str| {
+        given
+            .clone()
+            .or(preset.map(str::to_string))
+            .unwrap_or_else(|| default.into())
+    };
+    Ok(NewAccount {
+        usrid: a.usrid,
+        email,
+        imap_host,
+        imap_port: a.imap_port.or(imap_preset.map(|p| p.1)),
+        imap_security: security(&a.imap_security, imap_preset.map(|p| p.2), "tls"),
+        imap_login: a.imap_login.clone(),
+        imap_password,
+        imap_auth: Some(imap_auth),
+        smtp_host: a.smtp_host.clone().or(smtp_preset.map(|p| p.0.to_string())),
+        smtp_port: a.smtp_port.or(smtp_preset.map(|p| p.1)),
+        smtp_security: security(&a.smtp_security, smtp_preset.map(|p| p.2), "starttls"),
+        smtp_login: a.smtp_login.clone(),
+        smtp_password,
+        smtp_auth: Some(smtp_auth),
+        oauth,
+    })
 }
 
 /// The OAuth 2.0 columns of a new account: the options, else the preset;
@@ -370,25 +385,9 @@ fn set(layout: &Layout, acntid: i64, a: AccountArgs) -> Result<i32> {
     let old = store
         .account(acntid)?
         .ok_or_else(|| Error::Input(format!("no account {acntid}")))?;
-    let mut change = AccountChange::default();
-    let mut text = |column: &'static str, value: Option<String>| {
-        if let Some(v) = value {
-            change
-                .texts
-                .push((column, Some(v).filter(|v| !v.is_empty())));
-        }
-    };
     if let Some(email) = &a.email {
-        if !email.contains('@') || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(Error::Input(format!("--email '{email}' is not an address")));
-        }
+        check_email(email)?;
     }
-    let preset = a.oauth_provider.and_then(|p| {
-        oauth::preset(
-            provider_name(p),
-            a.oauth_tenant.as_deref().unwrap_or("common"),
-        )
-    });
     for (option, url) in [
         ("--oauth-token-url", &a.oauth_token_url),
         ("--oauth-device-url", &a.oauth_device_url),
@@ -397,49 +396,82 @@ fn set(layout: &Layout, acntid: i64, a: AccountArgs) -> Result<i32> {
             check_url(option, url)?;
         }
     }
+    let mut change = settings_change(&a);
+    secrets_change(&a, &old, &mut change)?;
+    if change.texts.is_empty() && change.numbers.is_empty() {
+        return Err(Error::Usage(
+            "account set: nothing to change (give an option, or secrets on stdin)".into(),
+        ));
+    }
+    store.update_account(acntid, &change)?;
+    Ok(exit::OK)
+}
+
+/// The settings `account set` was given (an empty text clears a column).
+fn settings_change(a: &AccountArgs) -> AccountChange {
+    let preset = preset_of(a);
+    let mut change = AccountChange::default();
+    let mut text = |column: &'static str, value: Option<String>| {
+        if let Some(v) = value {
+            change
+                .texts
+                .push((column, Some(v).filter(|v| !v.is_empty())));
+        }
+    };
+    let auth = |k: Option<AuthArg>| k.map(|k| kind(k).as_str().to_string());
     text("email", a.email.clone());
     text("imap_host", a.imap_host.clone());
     text("imap_security", a.imap_security.clone());
     text("imap_login", a.imap_login.clone());
-    text(
-        "imap_auth",
-        a.imap_auth.map(|k| kind(k).as_str().to_string()),
-    );
+    text("imap_auth", auth(a.imap_auth));
     text("smtp_host", a.smtp_host.clone());
     text("smtp_security", a.smtp_security.clone());
     text("smtp_login", a.smtp_login.clone());
-    text(
-        "smtp_auth",
-        a.smtp_auth.map(|k| kind(k).as_str().to_string()),
-    );
+    text("smtp_auth", auth(a.smtp_auth));
     text(
         "oauth_provider",
         a.oauth_provider.map(|p| provider_name(p).to_string()),
     );
+    let p = preset.as_ref();
     text(
         "oauth_token_url",
-        a.oauth_token_url
-            .clone()
-            .or(preset.as_ref().map(|p| p.token_url.clone())),
+        a.oauth_token_url.clone().or(p.map(|p| p.token_url.clone())),
     );
     text(
         "oauth_device_url",
         a.oauth_device_url
             .clone()
-            .or(preset.as_ref().and_then(|p| p.device_url.clone())),
+            .or(p.and_then(|p| p.device_url.clone())),
     );
     text("oauth_client_id", a.oauth_client_id.clone());
     text(
         "oauth_scope",
-        a.oauth_scope
-            .clone()
-            .or(preset.as_ref().map(|p| p.scope.to_string())),
+        a.oauth_scope.clone().or(p.map(|p| p.scope.to_string())),
     );
-    // Secrets: the environment, or stdin when it is not a terminal.
+    if let Some(usrid) = a.usrid {
+        change.numbers.push(("usrid", Some(usrid)));
+    }
+    for (column, port) in [("imap_port", a.imap_port), ("smtp_port", a.smtp_port)] {
+        if let Some(p) = port {
+            change.numbers.push((column, Some(i64::from(p))));
+        }
+    }
+    change
+}
+
+/// The secrets `account set` was given: from the environment, or from
+/// stdin when it is not a terminal (passwords, or for an OAuth 2.0 account
+/// the refresh token and the client secret).
+fn secrets_change(a: &AccountArgs, old: &Account, change: &mut AccountChange) -> Result<()> {
     let imap_auth = a.imap_auth.map(kind).unwrap_or(old.imap_auth);
     let smtp_auth = a.smtp_auth.map(kind).unwrap_or(old.smtp_auth);
     let oauth2 = imap_auth == AuthKind::OAuth2 || smtp_auth == AuthKind::OAuth2;
     let piped = !std::io::stdin().is_terminal();
+    let mut text = |column: &'static str, value: Option<String>| {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            change.texts.push((column, Some(v)));
+        }
+    };
     if let Some(var) = &a.password_env {
         let pw = env_secret(var)?;
         text("imap_password", Some(pw.clone()));
@@ -453,25 +485,11 @@ fn set(layout: &Layout, acntid: i64, a: AccountArgs) -> Result<i32> {
         }
     }
     if oauth2 {
-        let (refresh, secret) = read_oauth_secrets(&a, piped && a.password_env.is_none())?;
+        let (refresh, secret) = read_oauth_secrets(a, piped && a.password_env.is_none())?;
         text("oauth_refresh_token", refresh);
         text("oauth_client_secret", secret);
     }
-    if let Some(usrid) = a.usrid {
-        change.numbers.push(("usrid", Some(usrid)));
-    }
-    for (column, port) in [("imap_port", a.imap_port), ("smtp_port", a.smtp_port)] {
-        if let Some(p) = port {
-            change.numbers.push((column, Some(i64::from(p))));
-        }
-    }
-    if change.texts.is_empty() && change.numbers.is_empty() {
-        return Err(Error::Usage(
-            "account set: nothing to change (give an option, or secrets on stdin)".into(),
-        ));
-    }
-    store.update_account(acntid, &change)?;
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// `engine account authorize`: the device authorization of RFC 8628.
