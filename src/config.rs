@@ -63,6 +63,9 @@ pub struct Config {
     pub login_retry_min: i64,
     /// `BG_LOGIN_RETRY_MAX` (s): the longest wait after refused logins.
     pub login_retry_max: i64,
+    /// `BG_DATABASE_URL`: `''` for SQLite (`data/engine.sqlite`), else a
+    /// `postgresql://` URL (checked where it is used, never printed whole).
+    pub database_url: String,
 }
 
 /// A local wall-clock time of day, `HH:MM` (seconds are zero).
@@ -101,6 +104,7 @@ impl Default for Config {
             max_message_size: 26_214_400,
             login_retry_min: 900,
             login_retry_max: 86_400,
+            database_url: String::new(),
         }
     }
 }
@@ -208,6 +212,7 @@ static KNOWN: &[(&str, Slot)] = &[
     ("BG_MAX_MESSAGE_SIZE", Slot::U64(|c| &mut c.max_message_size, 0)),
     ("BG_LOGIN_RETRY_MIN", Slot::I64(|c| &mut c.login_retry_min, 1)),
     ("BG_LOGIN_RETRY_MAX", Slot::I64(|c| &mut c.login_retry_max, 1)),
+    ("BG_DATABASE_URL", Slot::Text(|c| &mut c.database_url)),
 ];
 
 /// Names whose values must be in order: (least, most, both values).
@@ -225,6 +230,7 @@ enum Slot {
     I64(fn(&mut Config) -> &mut i64, i64),
     Time(fn(&mut Config) -> &mut LocalTime),
     Path(fn(&mut Config) -> &mut Option<PathBuf>),
+    Text(fn(&mut Config) -> &mut String),
 }
 
 impl Slot {
@@ -238,8 +244,12 @@ impl Slot {
             (Slot::I64(field, min), _) => *field(config) = integer(value, *min, i64::MAX)?,
             (Slot::Time(field), Value::Str(s)) => *field(config) = time(s)?,
             (Slot::Path(field), Value::Str(s)) => *field(config) = path(s)?,
+            (Slot::Text(field), Value::Str(s)) => {
+                *field(config) = String::from_utf8(s.clone()).map_err(|_| Expected::Utf8)?
+            }
             (Slot::Time(_), _) => return Err(Expected::Time),
             (Slot::Path(_), _) => return Err(Expected::Path),
+            (Slot::Text(_), _) => return Err(Expected::Text),
         }
         Ok(())
     }
@@ -260,6 +270,10 @@ enum Expected {
     Path,
     #[error("a file path without NUL bytes")]
     PathWithoutNul,
+    #[error("a string")]
+    Text,
+    #[error("a string of UTF-8 text")]
+    Utf8,
 }
 
 /// An integer within `min..=max` (`max` is `T`'s own); PHP coerces a numeric
@@ -720,6 +734,7 @@ define('EMAIL_OUTBOX_LIFETIME', 86400);
 define('BG_MAX_MESSAGE_SIZE', 0);
 define('BG_LOGIN_RETRY_MIN', '120');
 define('BG_LOGIN_RETRY_MAX', 7200);
+define('BG_DATABASE_URL', 'postgresql://engine@db.example.com/mail?sslmode=verify-full');
 define('BG_MAX_THREADS', 9); // second define: PHP keeps the first
 ";
         let got = parse_str(&big_config(ours)).expect("valid");
@@ -745,6 +760,7 @@ define('BG_MAX_THREADS', 9); // second define: PHP keeps the first
             max_message_size: 0,
             login_retry_min: 120,
             login_retry_max: 7200,
+            database_url: "postgresql://engine@db.example.com/mail?sslmode=verify-full".into(),
         };
         assert_eq!(got, want);
     }

@@ -67,8 +67,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::CaFile { .. } => exit::CONFIG,
+            Error::Store(e) if e.is_config() => exit::CONFIG,
             Error::Layout(_) => exit::CANTCREAT,
             Error::Store(e) if e.is_layout() => exit::CANTCREAT,
+            Error::Store(e) if e.is_lost() => exit::TEMPFAIL,
             Error::Usage(_) => exit::USAGE,
             Error::Input(_) => exit::DATAERR,
             Error::Store(_) | Error::Other { .. } => exit::FAILURE,

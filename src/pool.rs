@@ -15,7 +15,7 @@ use crate::imap::{self, Client, MailboxStatus};
 use crate::logging::chain;
 use crate::logging::{at, at_account, THREADING};
 use crate::schedule::Kind;
-use crate::store::{self, Account, FolderPatch, Location, Store};
+use crate::store::{self, Account, FolderPatch, Leases, Location, Store};
 use crate::sync::{self, discover, plan, Ctx, SyncError};
 use crate::writer::{Pending, Writer};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -46,7 +46,17 @@ pub struct Settings<'a> {
     pub login_retry: (i64, i64),
     /// Where each worker opens its read connection.
     pub store: Location,
+    /// The accounts this run holds (SPEC §13): each is taken before its
+    /// first session and given back when done.
+    pub leases: &'a Leases,
+    /// An account's work planned again, once taken (another host may have
+    /// synced it since the plan was made); None: nothing of it is due.
+    /// Called only when other hosts may share the work.
+    pub replan: &'a Replan<'a>,
 }
+
+/// See [`Settings::replan`].
+pub type Replan<'a> = dyn Fn(&Store, i64) -> store::Result<Option<AccountWork>> + Sync + 'a;
 
 /// How one task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +70,9 @@ pub enum Outcome {
     /// Not started because the server limits connections (`[UNAVAILABLE]`
     /// and the like): its account waits for the next run.
     Skipped,
+    /// Another engine host holds the account, or synced the folder since
+    /// the plan was made (SPEC §13).
+    Elsewhere,
 }
 
 /// Progress reporting for a terminal.
@@ -101,6 +114,8 @@ struct Acct {
     dead: bool,
     /// The account's old `last_error` was cleared after a good login.
     cleared: bool,
+    /// This run holds the account (SPEC §13).
+    leased: bool,
 }
 
 struct State {
@@ -141,6 +156,7 @@ pub fn run(
             failures: 0,
             dead: false,
             cleared: false,
+            leased: false,
         })
         .collect();
     let pool = Pool {
@@ -167,6 +183,9 @@ pub fn run(
     let mut state = pool.state.into_inner().unwrap_or_else(|p| p.into_inner());
     // Whatever folder is still queued was not reached in time (or no worker could run).
     for a in &mut state.accts {
+        if std::mem::take(&mut a.leased) {
+            settings.leases.release(a.account.acntid);
+        }
         for job in a.jobs.drain(..) {
             if let Job::Folder(..) = job {
                 state.outcomes.push(Outcome::Left);
@@ -184,11 +203,18 @@ struct Slot<'p, 'a> {
 }
 
 impl Drop for Slot<'_, '_> {
+    /// The last connection of an account whose work is done gives the
+    /// account back (another host may take it at once).
     fn drop(&mut self) {
         let mut st = self.pool.lock();
         let a = &mut st.accts[self.idx];
         a.open = a.open.saturating_sub(1);
+        let done = a.open == 0 && !a.discovering && (a.jobs.is_empty() || a.dead);
+        let release = (done && std::mem::take(&mut a.leased)).then_some(a.account.acntid);
         drop(st);
+        if let Some(acntid) = release {
+            self.pool.settings.leases.release(acntid);
+        }
         self.pool.cond.notify_all();
     }
 }
@@ -212,6 +238,14 @@ enum Ended {
 impl Pool<'_> {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Past the deadline, or the database cannot be written (for this
+    /// run's accounts): no more work.
+    fn must_stop(&self) -> bool {
+        Instant::now() >= self.settings.deadline
+            || self.writer.locked_out().is_some()
+            || self.settings.leases.lost().is_some()
     }
 
     /// The `acntid` of account `idx`.
@@ -244,7 +278,7 @@ impl Pool<'_> {
         let mut st = self.lock();
         loop {
             // Past the deadline, or the database cannot be written: no more work.
-            if Instant::now() >= self.settings.deadline || self.writer.locked_out().is_some() {
+            if self.must_stop() {
                 return None;
             }
             let max = self.settings.max_connections;
@@ -349,7 +383,7 @@ impl Pool<'_> {
                 let (min, max) = self.settings.login_retry;
                 let _ = self.writer.submit(move |s| {
                     let delay = |n| crate::auth::login_retry_delay(n, min, max);
-                    let (failures, at) = s.login_refused(acntid, &reason, now, delay)?;
+                    let (failures, at) = s.login_refused(acntid, &reason, now, &delay)?;
                     log::info!(
                         "login refused {failures} time(s) in a row; no attempt before {} s from now {}",
                         at - now,
@@ -379,6 +413,13 @@ impl Pool<'_> {
         skipped: &mut Option<SkippedWrite>,
     ) -> bool {
         let idx = slot.idx;
+        if !self.lock().accts[idx].leased {
+            match self.take(idx, store) {
+                Ok(true) => {}
+                Ok(false) => return true,
+                Err(()) => return false,
+            }
+        }
         let account = self.lock().accts[idx].account.clone();
         let connected = match self.connect(&account, store) {
             Ok(connected) => connected,
@@ -432,6 +473,104 @@ impl Pool<'_> {
             client.logout();
         }
         true
+    }
+
+    /// Takes account `idx` for this run before its first session. When
+    /// other hosts may share the work, the account's work is planned again
+    /// from what the database says now. False when the account is not this
+    /// run's to sync (another host holds it, or nothing of it is due any
+    /// more); Err(()) when this worker cannot go on.
+    fn take(&self, idx: usize, store: &mut Option<Store>) -> Result<bool, ()> {
+        let s = self.settings;
+        let acntid = self.acntid(idx);
+        if !s.leases.shared() {
+            self.lock().accts[idx].leased = true;
+            return Ok(true);
+        }
+        match s.leases.take(acntid) {
+            Ok(true) => self.lock().accts[idx].leased = true,
+            Ok(false) => {
+                log::debug!("another host holds the account {}", at_account(acntid));
+                self.elsewhere(idx, None);
+                return Ok(false);
+            }
+            Err(e) => {
+                log::error!(target: THREADING, "{} {}", chain(&e), at_account(acntid));
+                return Err(());
+            }
+        }
+        if store.is_none() {
+            match Store::connect(&s.store) {
+                Ok(opened) => *store = Some(opened),
+                Err(e) => {
+                    log::error!(target: THREADING, "worker cannot open the database: {}", chain(&e));
+                    return Err(());
+                }
+            }
+        }
+        let Some(db) = store.as_ref() else {
+            return Err(());
+        };
+        match (s.replan)(db, acntid) {
+            Ok(Some(work)) => {
+                self.elsewhere(idx, Some(work));
+                Ok(true)
+            }
+            Ok(None) => {
+                log::debug!(
+                    "nothing of the account is due any more {}",
+                    at_account(acntid)
+                );
+                self.elsewhere(idx, None);
+                Ok(false)
+            }
+            Err(e) => {
+                // The plan made at the start still holds: go on with it.
+                log::warn!(
+                    "cannot plan the account again: {} {}",
+                    chain(&e),
+                    at_account(acntid)
+                );
+                Ok(true)
+            }
+        }
+    }
+
+    /// The account's work as planned again once taken (`Some`), or none
+    /// of it for this run (`None`): the folders dropped from the plan are
+    /// another host's (or were synced since), neither failed nor left.
+    fn elsewhere(&self, idx: usize, work: Option<AccountWork>) {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let a = &mut st.accts[idx];
+        let before = a.jobs.len() + usize::from(!a.discovered && a.jobs.is_empty());
+        match work {
+            Some(w) => {
+                a.account = w.account;
+                a.jobs = w
+                    .folders
+                    .into_iter()
+                    .map(|(f, k)| Job::Folder(f, k))
+                    .collect();
+            }
+            None => {
+                a.jobs.clear();
+                a.dead = true;
+                a.discovering = false;
+                a.discovered = true;
+            }
+        }
+        for _ in a.jobs.len()..before {
+            st.outcomes.push(Outcome::Elsewhere);
+            self.progress.finished();
+        }
+        let a = &mut st.accts[idx];
+        let release = (a.dead && std::mem::take(&mut a.leased)).then_some(a.account.acntid);
+        drop(guard);
+        if let Some(acntid) = release {
+            self.settings.leases.release(acntid);
+        }
+        self.cond.notify_all();
     }
 
     /// Logs in to the account; opens this worker's database connection
@@ -548,8 +687,7 @@ impl Pool<'_> {
     fn next_job(&self, idx: usize, store: &Store) -> Option<(Job, Option<MailboxStatus>)> {
         let mut st = self.lock();
         let a = &mut st.accts[idx];
-        if a.dead || Instant::now() >= self.settings.deadline || self.writer.locked_out().is_some()
-        {
+        if a.dead || self.must_stop() {
             return None;
         }
         let job = a.jobs.pop_front()?;

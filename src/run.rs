@@ -14,7 +14,7 @@ use crate::lock::{self, Acquire};
 use crate::logging::{chain, THREADING};
 use crate::pool::{self, AccountWork, Outcome, Progress};
 use crate::schedule::{self, FolderInput, Settings, Task};
-use crate::store::{self, Account, Location, Store};
+use crate::store::{self, Account, Leases, Location, Store};
 use crate::sync::plan::Limits;
 use crate::writer::Writer;
 use std::collections::HashMap;
@@ -50,12 +50,16 @@ pub fn plan_tasks(
     force: bool,
     only: &[i64],
 ) -> store::Result<(Vec<Task>, Vec<Account>)> {
-    let accounts: Vec<Account> = store
-        .accounts()?
+    // One account (planned again once taken): only its own rows are read.
+    let (all, of_one) = match only {
+        [one] => (store.account(*one)?.into_iter().collect(), Some(*one)),
+        _ => (store.accounts()?, None),
+    };
+    let accounts: Vec<Account> = all
         .into_iter()
         .filter(|a| a.active && (only.is_empty() || only.contains(&a.acntid)))
         .collect();
-    let folders = store.folders(None, false)?;
+    let folders = store.folders(of_one, false)?;
     let (mut ready, mut held) = (Vec::new(), Vec::new());
     let mut holds: HashMap<i64, String> = HashMap::new();
     for a in &accounts {
@@ -136,10 +140,13 @@ pub fn run(
             config: layout.config.clone(),
             source,
         })?;
-    let at = Location::of(layout);
+    let at = Location::of(layout, config)?;
     let mut store = Store::open(&at)?;
     check_accounts(&store, &opts.accounts)?;
     store.ensure_inboxes()?;
+    // Until when this run expects to hold what it takes (`lease_until`).
+    let until = now.saturating_add(config.max_run_time.max(1));
+    let leases = Leases::for_run(&at, until)?;
     let (writer, writer_thread) = Writer::spawn(Store::connect(&at)?)
         .map_err(|e| Error::other("cannot start the database writer", e))?;
     let clock = || chrono::Utc::now().timestamp();
@@ -155,19 +162,24 @@ pub fn run(
         tokens: &tokens,
         store: &store,
         writer: &writer,
+        leases: &leases,
+        until,
         progress,
     };
     let done = cycle.sync_and_send();
     let locked_out = writer.locked_out();
     drop(writer);
     let _ = writer_thread.join();
-    if let Some(why) = locked_out {
-        // Nothing could be stored: the run stopped early (exit 1); the
-        // next run starts over where this one was.
+    if let Some(why) = locked_out.or_else(|| leases.lost()) {
+        // Nothing more could be stored: the run stopped early; the next
+        // run starts over where this one was. SQLite locked by another
+        // program: exit 1; PostgreSQL gone mid-run: exit 75.
         log::error!(target: THREADING, "the run stopped: {why}");
-        return Err(Error::Store(store::Error::LockedOut(format!(
-            "the run stopped: {why}"
-        ))));
+        let why = format!("the run stopped: {why}");
+        return Err(Error::Store(match at {
+            Location::Postgres(_) => store::Error::Lost(why),
+            Location::Sqlite(_) => store::Error::LockedOut(why),
+        }));
     }
     let (outcomes, outbox_failed) = done?;
     let failed = outcomes.iter().filter(|o| **o == Outcome::Failed).count() + outbox_failed;
@@ -201,6 +213,10 @@ struct Cycle<'a> {
     /// The run's own connection: the plan is read through it.
     store: &'a Store,
     writer: &'a Writer,
+    /// The accounts this run holds (SPEC §13).
+    leases: &'a Leases,
+    /// When this run expects to be done (`lease_until`, `claimed_until`).
+    until: i64,
     progress: &'a dyn Progress,
 }
 
@@ -222,6 +238,8 @@ impl Cycle<'_> {
             clock: &clock,
             deadline: self.deadline,
             only: &self.opts.accounts,
+            leases: self.leases,
+            claim_until: self.until,
         };
         std::thread::scope(|scope| {
             let outbox = if outbox_on {
@@ -258,7 +276,7 @@ impl Cycle<'_> {
 
     /// The sync part of a run: the plan, then the workers.
     fn sync(&self) -> Result<Vec<Outcome>> {
-        let (config, opts) = (self.config, self.opts);
+        let (config, opts, now) = (self.config, self.opts, self.now);
         let (tasks, accounts) =
             plan_tasks(self.store, config, self.now, opts.force, &opts.accounts)?;
         let held: Vec<i64> = accounts
@@ -292,6 +310,11 @@ impl Cycle<'_> {
             tokens: self.tokens,
             login_retry: (config.login_retry_min, config.login_retry_max),
             store: self.at.clone(),
+            leases: self.leases,
+            replan: &|store: &Store, acntid: i64| {
+                let (tasks, accounts) = plan_tasks(store, config, now, opts.force, &[acntid])?;
+                Ok(account_work(&tasks, &accounts).into_iter().next())
+            },
         };
         let work = account_work(&tasks, &accounts);
         Ok(pool::run(&settings, work, self.writer, self.progress))

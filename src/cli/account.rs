@@ -20,7 +20,7 @@ pub fn command(layout: &Layout, cmd: AccountCmd, now: i64) -> Result<i32> {
         AccountCmd::Set { acntid, args } => set(layout, acntid, *args),
         AccountCmd::Authorize { acntid } => authorize(layout, acntid),
         AccountCmd::List { json: as_json } => {
-            let store = Store::open(&Location::of(layout))?;
+            let store = Store::open(&super::location(layout)?)?;
             let accounts = store.accounts()?;
             if as_json {
                 let v: Vec<_> = accounts.iter().map(|a| account_json(a, now)).collect();
@@ -49,7 +49,7 @@ pub fn command(layout: &Layout, cmd: AccountCmd, now: i64) -> Result<i32> {
             acntid,
             json: as_json,
         } => {
-            let store = Store::open(&Location::of(layout))?;
+            let store = Store::open(&super::location(layout)?)?;
             let a = store
                 .account(acntid)?
                 .ok_or_else(|| Error::Input(format!("no account {acntid}")))?;
@@ -69,7 +69,7 @@ pub fn command(layout: &Layout, cmd: AccountCmd, now: i64) -> Result<i32> {
             Ok(exit::OK)
         }
         AccountCmd::Remove { acntid } => {
-            let mut store = Store::open(&Location::of(layout))?;
+            let mut store = Store::open(&super::location(layout)?)?;
             if !store.remove_account(acntid)? {
                 return Err(Error::Input(format!("no account {acntid}")));
             }
@@ -77,7 +77,7 @@ pub fn command(layout: &Layout, cmd: AccountCmd, now: i64) -> Result<i32> {
         }
         AccountCmd::Test { acntid } => {
             let config = layout.read_config()?;
-            let at = Location::of(layout);
+            let at = super::location(layout)?;
             let store = Store::open(&at)?;
             let a = store
                 .account(acntid)?
@@ -234,7 +234,7 @@ fn add(layout: &Layout, a: AccountArgs, now: i64) -> Result<i32> {
         .ok_or_else(|| Error::Usage("account add needs --email".into()))?;
     check_email(&email)?;
     let new = new_account(&a, email.clone())?;
-    let mut store = Store::open(&Location::of(layout))?;
+    let mut store = Store::open(&super::location(layout)?)?;
     let twins: Vec<String> = store
         .accounts()?
         .iter()
@@ -381,7 +381,7 @@ fn check_url(option: &str, url: &str) -> Result<()> {
 
 /// `engine account set`: only what is given changes.
 fn set(layout: &Layout, acntid: i64, a: AccountArgs) -> Result<i32> {
-    let mut store = Store::open(&Location::of(layout))?;
+    let mut store = Store::open(&super::location(layout)?)?;
     let old = store
         .account(acntid)?
         .ok_or_else(|| Error::Input(format!("no account {acntid}")))?;
@@ -495,7 +495,7 @@ fn secrets_change(a: &AccountArgs, old: &Account, change: &mut AccountChange) ->
 /// `engine account authorize`: the device authorization of RFC 8628.
 fn authorize(layout: &Layout, acntid: i64) -> Result<i32> {
     let config = layout.read_config()?;
-    let mut store = Store::open(&Location::of(layout))?;
+    let mut store = Store::open(&super::location(layout)?)?;
     let account = store
         .account(acntid)?
         .ok_or_else(|| Error::Input(format!("no account {acntid}")))?;

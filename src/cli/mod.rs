@@ -70,9 +70,9 @@ fn execute(cli: Cli, layout: &Layout, now: i64) -> Result<i32> {
         Some(Command::Plan(args)) => plan_cmd(layout, &args, now),
         Some(Command::Status { json }) => show::status(layout, &layout.read_config()?, json, now),
         Some(Command::Account(cmd)) => account::command(layout, cmd, now),
-        Some(Command::Folder(cmd)) => show::folder(&mut Store::open(&Location::of(layout))?, cmd),
+        Some(Command::Folder(cmd)) => show::folder(&mut Store::open(&location(layout)?)?, cmd),
         Some(Command::Session(cmd)) => {
-            let mut store = Store::open(&Location::of(layout))?;
+            let mut store = Store::open(&location(layout)?)?;
             match cmd {
                 SessionCmd::Touch { usrid } => store.touch_session(usrid, now)?,
                 SessionCmd::End { usrid } => store.end_session(usrid)?,
@@ -80,15 +80,20 @@ fn execute(cli: Cli, layout: &Layout, now: i64) -> Result<i32> {
             Ok(exit::OK)
         }
         Some(Command::Outbox(cmd)) => {
-            outbox::command(&mut Store::open(&Location::of(layout))?, cmd, now)
+            outbox::command(&mut Store::open(&location(layout)?)?, cmd, now)
         }
     }
+}
+
+/// The install's database (`BG_DATABASE_URL` of its `config.inc`).
+fn location(layout: &Layout) -> Result<Location> {
+    Ok(Location::of(layout, &layout.read_config()?)?)
 }
 
 fn run_cmd(layout: &Layout, args: &RunArgs, now: i64) -> Result<i32> {
     let config = layout.read_config()?;
     if args.dry_run {
-        let store = Store::open(&Location::of(layout))?;
+        let store = Store::open(&location(layout)?)?;
         run::check_accounts(&store, &args.accounts)?;
         let (tasks, _) = run::plan_tasks(&store, &config, now, args.force, &args.accounts)?;
         show::plan(&store, &tasks, false)?;
@@ -126,7 +131,7 @@ fn plan_cmd(layout: &Layout, args: &PlanArgs, now: i64) -> Result<i32> {
             ))
         })?,
     };
-    let store = Store::open(&Location::of(layout))?;
+    let store = Store::open(&location(layout)?)?;
     run::check_accounts(&store, &args.accounts)?;
     let (tasks, _) = run::plan_tasks(&store, &config, at, args.force, &args.accounts)?;
     show::plan(&store, &tasks, args.json)?;

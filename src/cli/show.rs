@@ -6,7 +6,7 @@ use crate::error::{exit, Error, Result};
 use crate::layout::Layout;
 use crate::lock::Liveness;
 use crate::schedule::{self, FolderInput, Settings, Task};
-use crate::store::{Account, Folder, Location, OutboxState, Priority, Store};
+use crate::store::{Account, Folder, OutboxState, Priority, Store};
 use chrono::TimeZone;
 use serde_json::json;
 
@@ -224,7 +224,7 @@ impl Status {
 
 /// `engine status`
 pub fn status(layout: &Layout, config: &Config, as_json: bool, now: i64) -> Result<i32> {
-    let store = Store::open(&Location::of(layout))?;
+    let store = Store::open(&super::location(layout)?)?;
     let status = Status::gather(layout, config, &store, now)?;
     if as_json {
         println!("{}", status.to_json());

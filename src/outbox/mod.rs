@@ -21,7 +21,8 @@ use crate::logging::chain;
 use crate::logging::{at_account, THREADING};
 use crate::net::Tls;
 use crate::store::{
-    self, Account, AttemptRecord, Location, OutboxRow, OutboxState, RcptState, SentCopy, Store,
+    self, Account, AttemptRecord, Claim, Leases, Location, OutboxRow, OutboxState, RcptState,
+    SentCopy, Store,
 };
 use policy::{Delivery, Rcpt};
 use std::collections::{HashMap, HashSet};
@@ -76,6 +77,11 @@ pub struct Drain<'a> {
     pub deadline: Instant,
     /// Only these accounts (all when empty).
     pub only: &'a [i64],
+    /// The accounts this run holds: a message is claimed only by the
+    /// holder of its account (SPEC §13).
+    pub leases: &'a Leases,
+    /// `claimed_until` of this run's claims (when it expects to be done).
+    pub claim_until: i64,
 }
 
 impl Drain<'_> {
@@ -113,17 +119,6 @@ impl Health {
 pub fn drain(at: &Location, d: &Drain<'_>, sync_done: &AtomicBool) -> store::Result<usize> {
     let mut store = Store::connect(at)?;
     store.set_durable()?;
-    let interrupted = store.outbox_list(Some(OutboxState::Sending))?;
-    for row in &interrupted {
-        log::warn!(
-            "message emoid={} was being sent when a run stopped; it goes out again {}",
-            row.emoid,
-            at_account(row.acntid)
-        );
-    }
-    if !interrupted.is_empty() {
-        store.requeue_sending()?;
-    }
     let mut health = Health::default();
     let mut no_copies = HashSet::new();
     let mut failed = 0;
@@ -147,8 +142,35 @@ pub fn drain(at: &Location, d: &Drain<'_>, sync_done: &AtomicBool) -> store::Res
     Ok(failed)
 }
 
+/// Puts back in the queue what a run that stopped (or a host that died)
+/// left `sending`: by whoever takes the account next, so it goes out in
+/// this same drain.
+fn requeue_interrupted(store: &mut Store, d: &Drain<'_>) -> store::Result<()> {
+    let mut accounts: Vec<i64> = Vec::new();
+    for row in store.outbox_list(Some(OutboxState::Sending))? {
+        if d.serves(row.acntid) && !accounts.contains(&row.acntid) {
+            accounts.push(row.acntid);
+        }
+    }
+    for acntid in accounts {
+        if !d.leases.take(acntid)? {
+            continue; // its holder is sending them
+        }
+        let requeued = store.requeue_sending(acntid);
+        d.leases.release(acntid);
+        for emoid in requeued? {
+            log::warn!(
+                "message emoid={emoid} was being sent when a run stopped; it goes out again {}",
+                at_account(acntid)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Sends every due message once; returns how many failed.
 fn drain_once(store: &mut Store, d: &Drain<'_>, health: &mut Health) -> store::Result<usize> {
+    requeue_interrupted(store, d)?;
     let mut by_account: Vec<(i64, Vec<OutboxRow>)> = Vec::new();
     for row in store.outbox_due((d.clock)())? {
         if !d.serves(row.acntid) {
@@ -161,9 +183,20 @@ fn drain_once(store: &mut Store, d: &Drain<'_>, health: &mut Health) -> store::R
     }
     let mut failed = 0;
     for (acntid, rows) in by_account {
-        if health.usable(acntid) {
-            failed += drain_account(store, d, health, acntid, rows)?;
+        if !health.usable(acntid) {
+            continue;
         }
+        if !d.leases.take(acntid)? {
+            log::debug!(
+                "{} queued message(s) are another host's to send {}",
+                rows.len(),
+                at_account(acntid)
+            );
+            continue;
+        }
+        let drained = drain_account(store, d, health, acntid, rows);
+        d.leases.release(acntid);
+        failed += drained?;
     }
     Ok(failed)
 }
@@ -298,12 +331,17 @@ fn drain_account(
             health.give_up(acntid);
             return Ok(failed + stopped(store, d, &account, stop)?);
         }
+        let claim = Claim {
+            now,
+            by: d.leases.owner().to_string(),
+            until: d.claim_until,
+        };
         let Some(rcpts) = store.outbox_claim(
             row.emoid,
             &prepared.mail_from,
             &prepared.rcpts,
             &prepared.message_id,
-            now,
+            &claim,
         )?
         else {
             continue; // cancelled or taken meanwhile
@@ -351,7 +389,7 @@ fn stopped(
         Stop::Refused(why) => {
             let (min, max) = (d.config.login_retry_min, d.config.login_retry_max);
             let delay = |n| crate::auth::login_retry_delay(n, min, max);
-            let (failures, retry_at) = store.login_refused(acntid, &why, now, delay)?;
+            let (failures, retry_at) = store.login_refused(acntid, &why, now, &delay)?;
             log::error!(target: THREADING, "outbox: {why}; login refused {failures} time(s) in a row, no attempt before {} s from now {at}", retry_at - now);
             Ok(1)
         }

@@ -1,7 +1,8 @@
 //! `email_accounts`: the IMAP/SMTP accounts to serve.
 
 use super::error::{Context, Result};
-use super::{OutboxState, Store};
+use super::sqlite::Sqlite;
+use super::OutboxState;
 use rusqlite::{params, OptionalExtension, Row};
 
 /// How an account logs in to one of its servers (`imap_auth`, `smtp_auth`).
@@ -24,7 +25,7 @@ impl AuthKind {
 
     /// The kind a text of the table names; anything else is a password
     /// (the default of the column).
-    fn parse(s: Option<&str>) -> AuthKind {
+    pub(super) fn parse(s: Option<&str>) -> AuthKind {
         match s {
             Some(s) if s.trim().eq_ignore_ascii_case("oauth2") => AuthKind::OAuth2,
             _ => AuthKind::Password,
@@ -173,7 +174,8 @@ pub const SETTABLE: &[&str] = &[
     "oauth_refresh_token",
 ];
 
-const COLUMNS: &str = "acntid, usrid, email, imap_host, imap_port, imap_security, imap_login, \
+pub(super) const COLUMNS: &str =
+    "acntid, usrid, email, imap_host, imap_port, imap_security, imap_login, \
     imap_password, smtp_host, smtp_port, smtp_security, smtp_login, smtp_password, active, \
     last_error, last_error_at, imap_auth, smtp_auth, oauth_provider, oauth_token_url, \
     oauth_device_url, oauth_client_id, oauth_client_secret, oauth_scope, oauth_refresh_token, \
@@ -224,7 +226,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
-impl Store {
+impl Sqlite {
     /// Adds an account and its Inbox row (so it is due at once and shows in
     /// `plan`); returns the new `acntid`.
     pub fn add_account(&mut self, a: &NewAccount, now: i64) -> Result<i64> {
@@ -460,7 +462,7 @@ impl Store {
         acntid: i64,
         why: &str,
         now: i64,
-        delay: impl Fn(i64) -> i64,
+        delay: &dyn Fn(i64) -> i64,
     ) -> Result<(i64, i64)> {
         self.write(|tx| {
             let before: i64 = tx

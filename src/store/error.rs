@@ -24,6 +24,11 @@ pub enum Error {
     /// connection writes no more (the message names the file and the wait).
     #[error("{0}")]
     LockedOut(String),
+    /// The connection to PostgreSQL was lost mid-run (the server
+    /// restarted, or was stopped): the run ends, the next one goes on
+    /// (exit 75).
+    #[error("{0}")]
+    Lost(String),
     /// The database is not one this engine can use (a newer schema, no WAL,
     /// a table without its key, a value it cannot hold).
     #[error("{0}")]
@@ -31,6 +36,25 @@ pub enum Error {
     /// The run's writer thread is gone.
     #[error("the database writer stopped")]
     WriterGone,
+    /// `BG_DATABASE_URL` (or `BACKPROC_DATABASE_URL`) is not a URL the
+    /// engine can use (exit 78). Never holds the password.
+    #[error("BG_DATABASE_URL: {0}")]
+    BadUrl(String),
+    /// PostgreSQL cannot be reached or refused the connection (exit 73):
+    /// `target` is host, port, user and database (never the password).
+    #[error("cannot connect to PostgreSQL ({target})")]
+    Connect {
+        target: String,
+        #[source]
+        source: postgres::Error,
+    },
+    /// A PostgreSQL statement failed; `what` says which work.
+    #[error("{what}")]
+    Pg {
+        what: String,
+        #[source]
+        source: postgres::Error,
+    },
 }
 
 impl Error {
@@ -43,8 +67,25 @@ impl Error {
                 source.sqlite_error_code(),
                 Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly)
             ),
+            // The server unreachable, the login or the database refused,
+            // no rights on the schema: the install's problem (exit 73).
+            Error::Connect { .. } => true,
+            Error::Pg { source, .. } => source.code().is_some_and(|c| {
+                let c = c.code();
+                c.starts_with("28") || c.starts_with("3D") || c == "42501" || c.starts_with("3F")
+            }),
             _ => false,
         }
+    }
+
+    /// The database went away mid-run (exit 75): the next run goes on.
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Error::Lost(_))
+    }
+
+    /// A bad `BG_DATABASE_URL` (exit 78).
+    pub fn is_config(&self) -> bool {
+        matches!(self, Error::BadUrl(_))
     }
 }
 
@@ -55,6 +96,15 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub(super) trait Context<T> {
     /// `what` failed ("read account 3"), because of the SQLite error.
     fn context(self, what: impl Into<String>) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, postgres::Error> {
+    fn context(self, what: impl Into<String>) -> Result<T> {
+        self.map_err(|source| Error::Pg {
+            what: what.into(),
+            source,
+        })
+    }
 }
 
 impl<T> Context<T> for std::result::Result<T, rusqlite::Error> {

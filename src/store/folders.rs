@@ -1,7 +1,7 @@
 //! `email_folders`: the folders of each account, their sync progress and times.
 
 use super::error::{Context, Result};
-use super::Store;
+use super::sqlite::Sqlite;
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 /// One folder as stored, with the sync state the engine keeps.
@@ -59,7 +59,7 @@ impl Folder {
     }
 }
 
-const COLUMNS: &str = "f.emfdid, f.acntid, f.name, f.imap_name, f.special, f.priority, \
+pub(super) const COLUMNS: &str = "f.emfdid, f.acntid, f.name, f.imap_name, f.special, f.priority, \
     f.uidvalidity, f.uidnext, f.last_uid, f.highestmodseq, f.backfill_below, \
     f.last_recent_sync_at, f.last_full_sync_at, f.removed_at, f.last_error, \
     EXISTS (SELECT 1 FROM email_messages m WHERE m.emfdid = f.emfdid AND m.partial = 1)";
@@ -87,7 +87,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Folder> {
     })
 }
 
-fn clamp_u32(v: i64) -> u32 {
+pub(super) fn clamp_u32(v: i64) -> u32 {
     v.clamp(0, u32::MAX as i64) as u32
 }
 
@@ -187,7 +187,7 @@ pub(super) fn apply_patch(
     Ok(())
 }
 
-impl Store {
+impl Sqlite {
     /// Folders of active accounts (all of them, or of `acntid`), removed ones
     /// included when `with_removed`.
     pub fn folders(&self, acntid: Option<i64>, with_removed: bool) -> Result<Vec<Folder>> {

@@ -3,7 +3,7 @@
 
 use super::error::{Context, Result};
 use super::folders::{apply_patch, FolderPatch};
-use super::Store;
+use super::sqlite::Sqlite;
 use crate::message::Summary;
 use rusqlite::{params, OptionalExtension};
 
@@ -208,7 +208,7 @@ pub struct Applied {
     pub inserted: usize,
 }
 
-impl Store {
+impl Sqlite {
     /// Applies `ops` to folder `emfdid` (generation `uidvalidity`) and then
     /// `patch` to the folder, all in one transaction.
     pub fn apply(

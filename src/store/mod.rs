@@ -1,18 +1,23 @@
-//! The SQLite database `data/engine.sqlite`: the public interface shared with
-//! the web application (SPEC §5). All SQL of the engine lives under this module.
+//! The database: the public interface shared with the web application
+//! (SPEC §5), behind one seam. Everything outside this module reaches it
+//! through [`Store`] and the plain data types below; all SQL, every SQLite
+//! and PostgreSQL type, lives under it.
 //!
-//! WAL mode, so the web app reads and queues mail while a run writes; a busy
-//! timeout so short overlaps wait instead of failing; migrations by
-//! `user_version`, applied by every command before anything else. Values are
-//! always bound as parameters, never formatted into SQL.
+//! Two backends: SQLite (`data/engine.sqlite`, the default: `sqlite.rs` and
+//! the sibling files, each an `impl Sqlite`) and PostgreSQL (`BG_DATABASE_URL`,
+//! SPEC §13: `pg/`). [`Store`] is an enum of the two connections; each of
+//! its methods says the same thing to either (`docs/design.md` says why an
+//! enum and not a trait).
 
 mod accounts;
 mod error;
 mod folders;
 mod messages;
 mod outbox;
+mod pg;
 mod schema;
 mod sessions;
+mod sqlite;
 mod wal;
 
 pub use accounts::{Account, AccountChange, AuthKind, NewAccount, OAuthColumns, SETTABLE};
@@ -20,437 +25,322 @@ pub use error::{Error, Result};
 pub use folders::{Discovered, Folder, FolderPatch, Priority};
 pub use messages::{Applied, NewMessage, OldRow, Op};
 pub use outbox::{AttemptRecord, OutboxRow, OutboxState, RcptState, SentCopy};
+pub use pg::{Leases, PgTarget, LOCK_CLASS};
 pub use sessions::Session;
-pub use wal::Bulk;
+pub use sqlite::BUSY_TIMEOUT;
 
-use crate::layout::restrict_file;
-use error::Context;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-use std::time::Duration;
-
-/// How long a statement waits for another writer (the web app, a second
-/// engine command) before giving up.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Largest WAL kept after a checkpoint (a little over the auto-checkpoint
-/// size of 4096 pages).
-const WAL_KEEP: u64 = 80 << 20;
-
-/// Page size of a newly created database: large messages are stored as
-/// overflow chains, and bigger pages make those chains shorter.
-const PAGE_SIZE: u32 = 16384;
+use pg::Postgres;
+use sqlite::Sqlite;
+use std::path::PathBuf;
 
 /// Where the database is. Every connection of a run is opened from it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    path: PathBuf,
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// The SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database.
+    Postgres(Box<PgTarget>),
 }
 
 impl Location {
     /// The SQLite file at `path`.
     pub fn sqlite(path: PathBuf) -> Location {
-        Location { path }
+        Location::Sqlite(path)
     }
 
-    /// The install's database: `data/engine.sqlite`.
-    pub fn of(layout: &crate::layout::Layout) -> Location {
-        Location::sqlite(layout.db_path())
+    /// The install's database: `BACKPROC_DATABASE_URL` when set, else
+    /// `BG_DATABASE_URL` of `config.inc`; `''` means `data/engine.sqlite`.
+    pub fn of(layout: &crate::layout::Layout, config: &crate::config::Config) -> Result<Location> {
+        let url = std::env::var("BACKPROC_DATABASE_URL")
+            .ok()
+            .unwrap_or_else(|| config.database_url.clone());
+        if url.trim().is_empty() {
+            return Ok(Location::Sqlite(layout.db_path()));
+        }
+        let timeout = std::time::Duration::from_secs(config.io_timeout.max(1));
+        Ok(Location::Postgres(Box::new(
+            PgTarget::parse(url.trim())?.with(config.tls_ca_file.clone(), timeout),
+        )))
+    }
+
+    /// The database for people: the file, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(path) => path.display().to_string(),
+            Location::Postgres(t) => t.describe(),
+        }
     }
 }
 
 /// One connection to the database.
-#[derive(Debug)]
-pub struct Store {
-    conn: Connection,
-    path: PathBuf,
-    /// Set when a write waited the whole busy timeout in vain: later writes
-    /// fail at once with this message instead of waiting again each.
-    locked_out: Option<String>,
-    /// Bytes in the WAL after the last commit (set by the bulk writer's hook).
-    wal_bytes: Option<Arc<AtomicU64>>,
-    /// Bytes the bulk writer's commits added to the WAL (after its first).
-    written: Option<Arc<AtomicU64>>,
+pub struct Store(Db);
+
+enum Db {
+    Sqlite(Sqlite),
+    Postgres(Box<Postgres>),
 }
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Db::Sqlite(s) => f.debug_tuple("Store::Sqlite").field(s).finish(),
+            Db::Postgres(p) => f
+                .debug_tuple("Store::Postgres")
+                .field(&p.describe())
+                .finish(),
+        }
+    }
+}
+
+/// The run's bulk writing (SQLite: the WAL's checkpointer thread).
+pub struct Bulk(Option<wal::Bulk>);
 
 impl Store {
     /// Opens (creating if needed) the database and applies pending
     /// migrations: what every command does first.
     pub fn open(at: &Location) -> Result<Store> {
         let store = Store::connect(at)?;
-        store.migrate()?;
+        match &store.0 {
+            Db::Sqlite(s) => s.migrate()?,
+            Db::Postgres(p) => p.migrate()?,
+        }
         Ok(store)
     }
 
     /// Opens without migrating: for the extra connections of a run, opened
     /// after the main one migrated.
     pub fn connect(at: &Location) -> Result<Store> {
-        Store::connect_path(&at.path)
+        Ok(Store(match at {
+            Location::Sqlite(path) => Db::Sqlite(Sqlite::connect(path)?),
+            Location::Postgres(t) => Db::Postgres(Box::new(Postgres::connect(t)?)),
+        }))
     }
 
-    fn connect_path(path: &Path) -> Result<Store> {
-        let open_error = |source| Error::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(open_error)?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .context("set the busy timeout")?;
-        let fresh: i64 = conn
-            .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .map_err(open_error)?;
-        if fresh == 0 {
-            conn.pragma_update(None, "page_size", PAGE_SIZE)
-                .context("set the page size")?;
-        }
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .context(format!("set WAL mode on {}", path.display()))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::Unusable(format!(
-                "{}: cannot switch to WAL mode (got {mode})",
-                path.display()
-            )));
-        }
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .context("set synchronous")?;
-        // Checkpoint in larger steps than the default 1000 pages: fewer fsyncs
-        // during a first sync that writes hundreds of megabytes.
-        conn.pragma_update(None, "wal_autocheckpoint", 4096)
-            .context("set wal_autocheckpoint")?;
-        // Closing must not checkpoint (and fsync) on every small run: the WAL
-        // is folded back when it has grown (the end of a bulk write, and
-        // SQLite's auto-checkpoint during large writes).
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        )
-        .context("configure the connection")?;
-        // Keep a WAL that has grown to the auto-checkpoint size: rewriting it
-        // in place is much cheaper than growing a truncated one again.
-        conn.pragma_update(None, "journal_size_limit", WAL_KEEP as i64)
-            .context("set journal_size_limit")?;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = path.as_os_str().to_owned();
-            p.push(suffix);
-            restrict_file(Path::new(&p));
-        }
-        Ok(Store {
-            conn,
-            path: path.to_path_buf(),
-            locked_out: None,
-            wal_bytes: None,
-            written: None,
-        })
-    }
-
-    /// Why writes are refused for the rest of this connection's life: a
-    /// write waited the whole busy timeout for another program's lock.
+    /// Why writes are refused for the rest of this connection's life
+    /// (SQLite: another program held the write lock past the busy timeout).
     pub fn locked_out(&self) -> Option<&str> {
-        self.locked_out.as_deref()
+        match &self.0 {
+            Db::Sqlite(s) => s.locked_out(),
+            Db::Postgres(p) => p.locked_out(),
+        }
     }
 
-    /// Applies the migrations the database has not seen, idempotently.
-    fn migrate(&self) -> Result<()> {
-        let target = schema::MIGRATIONS.len() as i64;
-        let current: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .context("read the schema version")?;
-        if current == target {
-            return Ok(());
+    /// Makes this connection the run's only bulk writer until
+    /// [`Store::finish_bulk`].
+    pub fn start_bulk(&mut self) -> std::io::Result<Bulk> {
+        match &mut self.0 {
+            Db::Sqlite(s) => s.start_bulk().map(|b| Bulk(Some(b))),
+            Db::Postgres(_) => Ok(Bulk(None)),
         }
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
-            .context("begin migration")?;
-        // Re-read under the write lock: another process may have migrated meanwhile.
-        let current: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .context("read the schema version")?;
-        if current > target {
-            return Err(Error::Unusable(format!(
-                "{}: schema version {current} is newer than this engine knows ({target}); upgrade the engine",
-                self.path.display()
-            )));
-        }
-        if current == 0 {
-            // Tables the web application created itself (SPEC §5 is a public
-            // interface) get the columns the engine keeps besides the required ones.
-            schema::adopt_tables(&tx)?;
-        }
-        for (i, m) in schema::MIGRATIONS.iter().enumerate().skip(current as usize) {
-            schema::add_columns(&tx, m.columns)?;
-            tx.execute_batch(m.sql)
-                .context(format!("apply migration {}", i + 1))?;
-        }
-        if current == 0 {
-            schema::ensure_unique_keys(&tx)?;
-        }
-        tx.pragma_update(None, "user_version", target)
-            .context("set the schema version")?;
-        tx.commit().context("commit migrations")?;
-        Ok(())
     }
 
-    /// Runs `f` inside one immediate (write-locking) transaction.
-    ///
-    /// Another program holding the write lock past `BUSY_TIMEOUT` (a web
-    /// request stuck in a transaction) would otherwise cost every later
-    /// write of the run the same wait: after the first such failure, writes
-    /// fail at once ([`Store::locked_out`]) and the run stops.
-    fn write<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
-        if let Some(why) = &self.locked_out {
-            return Err(Error::LockedOut(why.clone()));
+    /// Ends bulk writing.
+    pub fn finish_bulk(&mut self, bulk: Bulk) {
+        if let (Db::Sqlite(s), Some(b)) = (&mut self.0, bulk.0) {
+            s.finish_bulk(b);
         }
-        let tx = match self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-        {
-            Ok(tx) => tx,
-            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
-                let why = format!(
-                    "{} is locked by another program (the web application or another engine \
-                     command) for longer than {} s: {e}",
-                    self.path.display(),
-                    BUSY_TIMEOUT.as_secs()
-                );
-                self.locked_out = Some(why.clone());
-                return Err(Error::LockedOut(why));
-            }
-            Err(e) => return Err(e).context("begin a write transaction"),
-        };
-        let out = f(&tx)?;
-        tx.commit().context("commit")?;
-        Ok(out)
     }
 
-    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    /// `PRAGMA integrity_check` on SQLite ("ok" when the file is sound);
+    /// "ok" on PostgreSQL, which checks itself.
     pub fn integrity_check(&self) -> Result<String> {
-        self.conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .context("integrity check")
-    }
-
-    fn conn(&self) -> &Connection {
-        &self.conn
+        match &self.0 {
+            Db::Sqlite(s) => s.integrity_check(),
+            Db::Postgres(_) => Ok("ok".into()),
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(path: &Path) -> Location {
-        Location::sqlite(path.to_path_buf())
-    }
-
-    #[test]
-    fn migrations_are_idempotent_and_set_wal() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let path = tmp.path().join("engine.sqlite");
-        let store = Store::open(&at(&path)).expect("open");
-        store.migrate().expect("again");
-        drop(store);
-        let store = Store::open(&at(&path)).expect("reopen");
-        let version: i64 = store
-            .conn()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .expect("version");
-        assert_eq!(version, schema::MIGRATIONS.len() as i64);
-        let mode: String = store
-            .conn()
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .expect("mode");
-        assert_eq!(mode, "wal");
-        assert_eq!(store.integrity_check().expect("check"), "ok");
-    }
-
-    #[test]
-    fn tables_the_web_app_created_are_adopted() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let path = tmp.path().join("engine.sqlite");
-        {
-            let c = Connection::open(&path).expect("create");
-            c.execute_batch(
-                "CREATE TABLE email_folders (emfdid INTEGER PRIMARY KEY, acntid INTEGER, \
-                 name TEXT, imap_name TEXT, special TEXT, priority TEXT);
-                 INSERT INTO email_folders (acntid, name, imap_name) VALUES (1, 'INBOX', 'INBOX');
-                 CREATE TABLE email_messages (emmsid INTEGER PRIMARY KEY, emfdid INTEGER, \
-                 uidvalidity INTEGER, uid INTEGER, raw BLOB);",
-            )
-            .expect("web app schema");
-        }
-        let store = Store::open(&at(&path)).expect("open adopts the tables");
-        let (last_uid, backfill): (i64, Option<i64>) = store
-            .conn()
-            .query_row(
-                "SELECT last_uid, backfill_below FROM email_folders",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .expect("new columns with their defaults");
-        assert_eq!((last_uid, backfill), (0, None));
-        // the unique keys the upserts need
-        store
-            .conn()
-            .execute_batch(
-                "INSERT INTO email_messages (emfdid, uidvalidity, uid, partial) VALUES (1, 1, 1, 0) \
-                 ON CONFLICT (emfdid, uidvalidity, uid) DO NOTHING;
-                 INSERT OR IGNORE INTO email_folders (acntid, name, imap_name) VALUES (1, 'INBOX', 'INBOX');",
-            )
-            .expect("upserts");
-        let n: i64 = store
-            .conn()
-            .query_row("SELECT COUNT(*) FROM email_folders", [], |r| r.get(0))
-            .expect("count");
-        assert_eq!(n, 1);
-        drop(store);
-        Store::open(&at(&path)).expect("reopen");
-    }
-
-    #[test]
-    fn a_lock_held_past_the_busy_timeout_refuses_later_writes_at_once() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let path = tmp.path().join("engine.sqlite");
-        let mut store = Store::open(&at(&path)).expect("open");
-        store
-            .conn
-            .busy_timeout(Duration::from_millis(50))
-            .expect("short busy timeout");
-        let other = Connection::open(&path).expect("another program");
-        other.execute_batch("BEGIN IMMEDIATE").expect("its lock");
-        let err = store.touch_session(1, 100).expect_err("locked");
-        assert!(
-            err.to_string().contains("locked by another program"),
-            "{err}"
-        );
-        assert!(err.to_string().contains("engine.sqlite"), "{err}");
-        assert!(store.locked_out().is_some());
-        other.execute_batch("ROLLBACK").expect("released");
-        // The run stops rather than wait again: refused without trying.
-        let again = store.touch_session(1, 100).expect_err("still refused");
-        assert_eq!(again.to_string(), err.to_string());
-        // The next run's connection writes.
-        let mut next = Store::open(&at(&path)).expect("reopen");
-        next.touch_session(1, 100).expect("next run writes");
-        assert!(next.locked_out().is_none());
-    }
-
-    #[test]
-    fn newer_schema_is_refused() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let path = tmp.path().join("engine.sqlite");
-        let store = Store::open(&at(&path)).expect("open");
-        store
-            .conn()
-            .pragma_update(None, "user_version", 999)
-            .expect("bump");
-        drop(store);
-        let err = Store::open(&at(&path)).expect_err("must refuse");
-        assert!(err.to_string().contains("newer"), "{err}");
-    }
-
-    #[test]
-    fn required_columns_exist() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&at(&tmp.path().join("db"))).expect("open");
-        let required: &[(&str, &[&str])] = &[
-            ("user_sessions", &["usrid", "last_activity_at"]),
-            (
-                "email_accounts",
-                &[
-                    "acntid",
-                    "usrid",
-                    "email",
-                    "imap_host",
-                    "imap_port",
-                    "imap_security",
-                    "imap_login",
-                    "imap_password",
-                    "smtp_host",
-                    "smtp_port",
-                    "smtp_security",
-                    "smtp_login",
-                    "smtp_password",
-                    "active",
-                    "last_error",
-                    "last_error_at",
-                ],
-            ),
-            (
-                "email_folders",
-                &[
-                    "emfdid",
-                    "acntid",
-                    "name",
-                    "imap_name",
-                    "special",
-                    "priority",
-                    "uidvalidity",
-                    "last_uid",
-                    "highestmodseq",
-                    "last_recent_sync_at",
-                    "last_full_sync_at",
-                    "removed_at",
-                    "last_error",
-                ],
-            ),
-            (
-                "email_messages",
-                &[
-                    "emmsid",
-                    "emfdid",
-                    "uidvalidity",
-                    "uid",
-                    "message_id",
-                    "subject",
-                    "from_addr",
-                    "to_addrs",
-                    "date_at",
-                    "internal_date_at",
-                    "size",
-                    "flags",
-                    "partial",
-                    "raw",
-                ],
-            ),
-            (
-                "email_outbox",
-                &[
-                    "emoid",
-                    "acntid",
-                    "raw",
-                    "mail_from",
-                    "rcpt_to",
-                    "state",
-                    "attempts",
-                    "next_attempt_at",
-                    "last_error",
-                    "created_at",
-                    "sent_at",
-                ],
-            ),
-        ];
-        for (table, columns) in required {
-            let mut stmt = store
-                .conn()
-                .prepare(&format!("PRAGMA table_info({table})"))
-                .expect("prepare");
-            let have: Vec<String> = stmt
-                .query_map([], |r| r.get::<_, String>(1))
-                .expect("query")
-                .collect::<std::result::Result<_, _>>()
-                .expect("rows");
-            for c in *columns {
-                assert!(have.iter().any(|h| h == c), "{table}.{c} missing");
+/// The operations of the store, the same for either backend: each method
+/// of [`Store`] calls the backend's method of the same name.
+macro_rules! both {
+    () => {};
+    (
+        $(#[$doc:meta])*
+        fn $name:ident(&mut self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;
+        $($rest:tt)*
+    ) => {
+        impl Store {
+            $(#[$doc])*
+            pub fn $name(&mut self $(, $arg: $ty)*) -> $ret {
+                match &mut self.0 {
+                    Db::Sqlite(db) => db.$name($($arg),*),
+                    Db::Postgres(db) => db.$name($($arg),*),
+                }
             }
         }
-    }
+        both! { $($rest)* }
+    };
+    (
+        $(#[$doc:meta])*
+        fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;
+        $($rest:tt)*
+    ) => {
+        impl Store {
+            $(#[$doc])*
+            pub fn $name(&self $(, $arg: $ty)*) -> $ret {
+                match &self.0 {
+                    Db::Sqlite(db) => db.$name($($arg),*),
+                    Db::Postgres(db) => db.$name($($arg),*),
+                }
+            }
+        }
+        both! { $($rest)* }
+    };
+}
+
+both! {
+    /// Adds an account and its Inbox row; returns the new `acntid`.
+    fn add_account(&mut self, a: &NewAccount, now: i64) -> Result<i64>;
+    /// Every account, active or not, by id.
+    fn accounts(&self) -> Result<Vec<Account>>;
+    /// One account.
+    fn account(&self, acntid: i64) -> Result<Option<Account>>;
+    /// Removes an account with its folders and messages; its queued mail is
+    /// cancelled. False when unknown.
+    fn remove_account(&mut self, acntid: i64) -> Result<bool>;
+    /// Records (or clears, with `None`) the account's last error.
+    fn set_account_error(&mut self, acntid: i64, error: Option<&str>, now: i64) -> Result<()>;
+    /// `account set`: writes the changed columns. False when unknown.
+    fn update_account(&mut self, acntid: i64, change: &AccountChange) -> Result<bool>;
+    /// The tokens of the engine's own refresh, committed before use.
+    fn save_refreshed_tokens(
+        &mut self,
+        acntid: i64,
+        access_token: &str,
+        expires_at: i64,
+        rotated: Option<&str>,
+        now: i64,
+    ) -> Result<()>;
+    /// A rotated refresh token that came without a usable access token.
+    fn save_rotated_refresh_token(&mut self, acntid: i64, refresh_token: &str, now: i64) -> Result<()>;
+    /// The tokens a person's consent gave (`account authorize`).
+    fn save_consented_tokens(
+        &mut self,
+        acntid: i64,
+        refresh_token: &str,
+        access_token: &str,
+        expires_at: i64,
+    ) -> Result<()>;
+    /// The provider refused the refresh token: the account needs consent.
+    fn set_needs_consent(&mut self, acntid: i64, why: &str, now: i64) -> Result<()>;
+    /// A refused login: one more in a row, and the next attempt's time.
+    fn login_refused(
+        &mut self,
+        acntid: i64,
+        why: &str,
+        now: i64,
+        delay: &dyn Fn(i64) -> i64,
+    ) -> Result<(i64, i64)>;
+    /// A good login: the back-off starts over.
+    fn login_ok(&mut self, acntid: i64) -> Result<()>;
+
+    /// Folders of active accounts (all, or of `acntid`), removed ones too
+    /// when `with_removed`.
+    fn folders(&self, acntid: Option<i64>, with_removed: bool) -> Result<Vec<Folder>>;
+    /// One folder.
+    fn folder(&self, emfdid: i64) -> Result<Option<Folder>>;
+    /// Gives every account without any folder its Inbox row.
+    fn ensure_inboxes(&mut self) -> Result<()>;
+    /// `folder priority`. False when unknown.
+    fn set_folder_priority(&mut self, emfdid: i64, priority: Priority) -> Result<bool>;
+    /// What LIST found for one account; returns its live folders.
+    fn apply_discovery(&mut self, acntid: i64, found: &[Discovered], now: i64) -> Result<Vec<Folder>>;
+    /// Several folders' patches in one transaction.
+    fn patch_folders(&mut self, patches: &[(i64, FolderPatch)], now: i64) -> Result<()>;
+    /// Records a folder's error (or clears it).
+    fn set_folder_error(&mut self, emfdid: i64, error: Option<&str>, now: i64) -> Result<()>;
+
+    /// Applies `ops` to folder `emfdid` (generation `uidvalidity`) and then
+    /// `patch` to the folder, all in one transaction.
+    fn apply(
+        &mut self,
+        emfdid: i64,
+        uidvalidity: u32,
+        ops: &[Op],
+        patch: &FolderPatch,
+        now: i64,
+    ) -> Result<Applied>;
+    /// UIDs stored for the folder's generation, ascending.
+    fn stored_uids(&self, emfdid: i64, uidvalidity: u32) -> Result<Vec<u32>>;
+    /// UIDs and flags stored for the generation, ascending by UID.
+    fn stored_flags(&self, emfdid: i64, uidvalidity: u32) -> Result<Vec<(u32, String)>>;
+    /// UIDs and flags stored for the generation with `lo <= uid <= hi`.
+    fn stored_flags_between(&self, emfdid: i64, uidvalidity: u32, lo: u32, hi: u32) -> Result<Vec<(u32, String)>>;
+    /// Rows of generations other than `uidvalidity`.
+    fn old_generation(&self, emfdid: i64, uidvalidity: u32) -> Result<Vec<OldRow>>;
+    /// UIDs of the generation stored header-only, ascending.
+    fn partial_uids(&self, emfdid: i64, uidvalidity: u32) -> Result<Vec<u32>>;
+
+    /// Makes this connection's commits durable (the outbox's).
+    fn set_durable(&self) -> Result<()>;
+    /// Queues a checked message; returns its `emoid`.
+    fn queue_message(
+        &mut self,
+        acntid: i64,
+        raw: &[u8],
+        mail_from: &str,
+        rcpts: &[String],
+        message_id: Option<&str>,
+        now: i64,
+    ) -> Result<i64>;
+    /// Outgoing messages, optionally of one state, oldest first.
+    fn outbox_list(&self, state: Option<OutboxState>) -> Result<Vec<OutboxRow>>;
+    /// Number of outgoing messages in each state.
+    fn outbox_counts(&self) -> Result<Vec<(OutboxState, i64)>>;
+    /// The bytes of a message as queued.
+    fn outbox_raw(&self, emoid: i64) -> Result<Option<Vec<u8>>>;
+    /// Messages due now.
+    fn outbox_due(&self, now: i64) -> Result<Vec<OutboxRow>>;
+    /// Puts the account's messages a killed run left `sending` back in the
+    /// queue; returns their ids.
+    fn requeue_sending(&mut self, acntid: i64) -> Result<Vec<i64>>;
+    /// Fails a message that cannot be sent at all.
+    fn outbox_reject(&mut self, emoid: i64, reason: &str, now: i64) -> Result<()>;
+    /// Claims a queued message for sending; its recipients, or None.
+    fn outbox_claim(
+        &mut self,
+        emoid: i64,
+        mail_from: &str,
+        rcpts: &[String],
+        message_id: &str,
+        claim: &Claim,
+    ) -> Result<Option<Vec<(String, RcptState, Option<String>)>>>;
+    /// Records an attempt in one durable transaction.
+    fn outbox_record(&mut self, emoid: i64, rec: &AttemptRecord, now: i64) -> Result<()>;
+    /// Messages of an account whose copy for the Sent folder is still to do.
+    fn sent_copies_pending(&self, acntid: i64) -> Result<Vec<OutboxRow>>;
+    /// Accounts with Sent copies still to do.
+    fn accounts_with_sent_copies(&self) -> Result<Vec<i64>>;
+    /// Records the Sent copy's outcome.
+    fn set_sent_copy(&mut self, emoid: i64, state: SentCopy, error: Option<&str>, now: i64) -> Result<()>;
+    /// Marks every pending Sent copy of an account `none`.
+    fn no_sent_copies(&mut self, acntid: i64, why: &str, now: i64) -> Result<()>;
+    /// Notes why an account's queued messages wait (no attempt counted).
+    fn outbox_waits(&mut self, acntid: i64, why: &str) -> Result<()>;
+    /// `outbox retry`. False when not failed or queued.
+    fn outbox_retry(&mut self, emoid: i64, now: i64) -> Result<bool>;
+    /// `outbox cancel`. False when not queued.
+    fn outbox_cancel(&mut self, emoid: i64) -> Result<bool>;
+
+    /// Every session row.
+    fn sessions(&self) -> Result<Vec<Session>>;
+    /// Marks `usrid` active at `now`.
+    fn touch_session(&mut self, usrid: i64, now: i64) -> Result<()>;
+    /// Ends `usrid`'s session.
+    fn end_session(&mut self, usrid: i64) -> Result<()>;
+
+    /// Accounts another run holds, with its `HOSTNAME:PID` (SPEC §13;
+    /// none on SQLite, where one host does all the work).
+    fn holders(&self) -> Result<std::collections::HashMap<i64, String>>;
+}
+
+/// Who claims an outgoing message, and until when (SPEC §13: the host
+/// holding the account; on SQLite the columns are written all the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub now: i64,
+    /// `HOSTNAME:PID`.
+    pub by: String,
+    pub until: i64,
 }

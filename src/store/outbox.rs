@@ -3,7 +3,7 @@
 //! copy for the Sent folder.
 
 use super::error::{Context, Result};
-use super::Store;
+use super::sqlite::Sqlite;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -23,10 +23,13 @@ pub struct OutboxRow {
     pub message_id: Option<String>,
     pub sent_copy: Option<String>,
     pub sent_copy_error: Option<String>,
+    /// `HOSTNAME:PID` of the run that claimed it last (SPEC §13).
+    pub claimed_by: Option<String>,
 }
 
-const COLUMNS: &str = "emoid, acntid, mail_from, rcpt_to, state, attempts, next_attempt_at, \
-    last_error, created_at, sent_at, message_id, sent_copy, sent_copy_error";
+pub(super) const COLUMNS: &str =
+    "emoid, acntid, mail_from, rcpt_to, state, attempts, next_attempt_at, \
+    last_error, created_at, sent_at, message_id, sent_copy, sent_copy_error, claimed_by";
 
 // The web app writes these rows itself, with whatever types its driver
 // binds: a value of an unexpected type must not make the whole queue
@@ -68,6 +71,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
         message_id: text(r, 10)?,
         sent_copy: text(r, 11)?,
         sent_copy_error: text(r, 12)?,
+        claimed_by: text(r, 13)?,
     })
 }
 
@@ -131,14 +135,14 @@ pub enum RcptState {
 }
 
 impl RcptState {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             RcptState::Pending => "pending",
             RcptState::Sent => "sent",
             RcptState::Failed => "failed",
         }
     }
-    fn parse(s: &str) -> RcptState {
+    pub(super) fn parse(s: &str) -> RcptState {
         match s {
             "sent" => RcptState::Sent,
             "failed" => RcptState::Failed,
@@ -186,7 +190,7 @@ pub struct AttemptRecord {
     pub attempted: bool,
 }
 
-impl Store {
+impl Sqlite {
     /// Makes this connection's commits durable against power loss (the
     /// outbox: a "sent" mark must never be lost, or mail goes out twice).
     pub fn set_durable(&self) -> Result<()> {
@@ -306,20 +310,24 @@ impl Store {
         Ok(rows)
     }
 
-    /// Puts messages a killed run left in `sending` back in the queue;
-    /// returns their ids.
-    pub fn requeue_sending(&mut self) -> Result<Vec<i64>> {
+    /// Puts the account's messages a killed run left in `sending` back in
+    /// the queue; returns their ids.
+    pub fn requeue_sending(&mut self, acntid: i64) -> Result<Vec<i64>> {
         self.write(|tx| {
             let ids: Vec<i64> = tx
-                .prepare("SELECT emoid FROM email_outbox WHERE state = ?")
+                .prepare("SELECT emoid FROM email_outbox WHERE state = ? AND acntid = ?")
                 .and_then(|mut s| {
-                    s.query_map([OutboxState::Sending.as_str()], |r| r.get(0))?
+                    s.query_map(params![OutboxState::Sending.as_str(), acntid], |r| r.get(0))?
                         .collect()
                 })
                 .context("find interrupted sends")?;
             tx.execute(
-                "UPDATE email_outbox SET state = ?1 WHERE state = ?2",
-                [OutboxState::Queued.as_str(), OutboxState::Sending.as_str()],
+                "UPDATE email_outbox SET state = ?1 WHERE state = ?2 AND acntid = ?3",
+                params![
+                    OutboxState::Queued.as_str(),
+                    OutboxState::Sending.as_str(),
+                    acntid
+                ],
             )
             .context("re-queue interrupted sends")?;
             Ok(ids)
@@ -357,7 +365,7 @@ impl Store {
         mail_from: &str,
         rcpts: &[String],
         message_id: &str,
-        now: i64,
+        claim: &super::Claim,
     ) -> Result<Option<Vec<(String, RcptState, Option<String>)>>> {
         // The claim need not survive a power loss (the message would only
         // be sent again, as the one in flight): it is committed without an
@@ -373,7 +381,7 @@ impl Store {
             let n = tx
                 .execute(
                     "UPDATE email_outbox SET state = ?1, claimed_at = ?2, \
-                     mail_from = COALESCE(NULLIF(mail_from, ''), ?3), \
+                     claimed_by = ?8, claimed_until = ?9, mail_from = COALESCE(NULLIF(mail_from, ''), ?3), \
                      rcpt_to = COALESCE(NULLIF(rcpt_to, ''), ?4), \
                      message_id = COALESCE(message_id, ?5), \
                      created_at = CASE WHEN typeof(created_at) = 'integer' THEN created_at ELSE ?2 END, \
@@ -381,12 +389,14 @@ impl Store {
                      WHERE emoid = ?6 AND (state = ?7 OR state IS NULL)",
                     params![
                         OutboxState::Sending.as_str(),
-                        now,
+                        claim.now,
                         mail_from,
                         rcpts.join(","),
                         message_id,
                         emoid,
-                        OutboxState::Queued.as_str()
+                        OutboxState::Queued.as_str(),
+                        claim.by,
+                        claim.until
                     ],
                 )
                 .context(format!("claim outgoing message {emoid}"))?;

@@ -85,6 +85,17 @@ BEGIN
 END;
 "#,
     },
+    // 3: who holds an account, who claimed a message (SPEC §13; written on
+    // SQLite too, where one host does all the work).
+    Migration {
+        columns: &[
+            ("email_accounts", "lease_owner", "TEXT"),
+            ("email_accounts", "lease_until", "INTEGER"),
+            ("email_outbox", "claimed_by", "TEXT"),
+            ("email_outbox", "claimed_until", "INTEGER"),
+        ],
+        sql: "",
+    },
 ];
 
 /// Migration 1: the public tables of SPEC §5.

@@ -1,7 +1,7 @@
 //! `user_sessions`: when each web-app user was last active.
 
 use super::error::{Context, Result};
-use super::Store;
+use super::sqlite::Sqlite;
 
 /// One user's last activity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,7 +10,7 @@ pub struct Session {
     pub last_activity_at: Option<i64>,
 }
 
-impl Store {
+impl Sqlite {
     /// Every session row.
     pub fn sessions(&self) -> Result<Vec<Session>> {
         let mut stmt = self

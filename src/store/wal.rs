@@ -10,11 +10,11 @@
 //! once the WAL passes `WAL_MAX`.
 //!
 //! The run's writer (`crate::writer`) only says where bulk writing starts
-//! and ends ([`Store::start_bulk`], [`Store::finish_bulk`]); everything
+//! and ends (`Store::start_bulk`, `Store::finish_bulk`); everything
 //! about WAL frames and checkpoints stays here.
 
 use super::error::{Context, Result};
-use super::Store;
+use super::sqlite::Sqlite;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -45,7 +45,7 @@ pub struct Bulk {
 /// wait for it: the frames it did not fold back stay in the WAL, and the
 /// next run's checkpointer folds them while that run waits on its servers.
 /// After quiet and large runs it is not used (see
-/// [`Store::end_waits_for_checkpoint`]): the checkpointer then works
+/// [`Sqlite::end_waits_for_checkpoint`]): the checkpointer then works
 /// through the nudges left and so folds back the whole WAL, which lets the
 /// next run's first commit start the WAL over.
 #[derive(Default)]
@@ -71,16 +71,16 @@ impl Stop {
 /// The checkpointer thread: a passive checkpoint per nudge, on a connection
 /// of its own opened at the first one, until `stop` or the writer is gone.
 fn checkpointer(path: &Path, nudges: &Receiver<()>, stop: &Stop) {
-    let mut conn: Option<Store> = None;
+    let mut conn: Option<Sqlite> = None;
     for () in nudges {
         if stop.stopping() {
             break;
         }
         if conn.is_none() {
-            match Store::connect_path(path) {
+            match Sqlite::connect(path) {
                 Ok(s) => {
                     let mut slot = stop.interrupt.lock().unwrap_or_else(|p| p.into_inner());
-                    *slot = Some(s.conn.get_interrupt_handle());
+                    *slot = Some(s.conn().get_interrupt_handle());
                     conn = Some(s);
                 }
                 Err(e) => log::debug!("background checkpoint: {}", crate::logging::chain(&e)),
@@ -96,9 +96,9 @@ fn checkpointer(path: &Path, nudges: &Receiver<()>, stop: &Stop) {
     }
 }
 
-impl Store {
+impl Sqlite {
     /// Makes this connection the run's only bulk writer until
-    /// [`Store::finish_bulk`]: a page cache that holds a whole batch (no
+    /// [`Sqlite::finish_bulk`]: a page cache that holds a whole batch (no
     /// spilling mid-transaction), and checkpoints by a thread of their own
     /// instead of by the commits.
     pub fn start_bulk(&mut self) -> std::io::Result<Bulk> {
@@ -265,10 +265,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Location;
 
-    fn open(path: &Path) -> Store {
-        Store::open(&Location::sqlite(path.to_path_buf())).expect("open")
+    fn open(path: &Path) -> Sqlite {
+        let store = Sqlite::connect(path).expect("open");
+        store.migrate().expect("migrate");
+        store
     }
 
     #[test]
@@ -282,7 +283,7 @@ mod tests {
             .execute_batch("CREATE TABLE t(b BLOB); INSERT INTO t VALUES (zeroblob(8388608))")
             .expect("earlier run");
         store.set_bulk_writer(WAL_MAX, || {}).expect("bulk");
-        let insert = |s: &Store, mib: i64| {
+        let insert = |s: &Sqlite, mib: i64| {
             s.conn
                 .execute("INSERT INTO t VALUES (zeroblob(?1))", [mib << 20])
                 .expect("insert");

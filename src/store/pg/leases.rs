@@ -1,0 +1,266 @@
+//! Accounts handed out to the engine hosts sharing one PostgreSQL database
+//! (SPEC §13): a run takes an account with a session-level advisory lock
+//! (`pg_try_advisory_lock(LOCK_CLASS, acntid)`) on one connection it keeps
+//! for the whole run, skips the accounts another session holds, and
+//! unlocks each as soon as it is done with it. A host that dies loses its
+//! session, and its locks with it, at once: no timeout to wait out.
+//!
+//! The sync workers and the outbox of one run may hold an account at once:
+//! the run counts its holds and unlocks when the last is given back. For
+//! people, the holder writes `lease_owner` (`HOSTNAME:PID`) and
+//! `lease_until`; they mean nothing once the lock is gone (the lock
+//! decides, and `plan` reads the holders from `pg_locks`).
+//!
+//! On SQLite there is one host (its `pid/` lock): every account is the
+//! run's, and nothing is written.
+
+use super::super::error::{Context, Error, Result};
+use super::super::Location;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The first key of the engine's advisory locks (`'bpac'`): the second is
+/// the `acntid` (0 for the schema migrations).
+pub const LOCK_CLASS: i32 = 0x6270_6163;
+
+/// `HOSTNAME:PID` of this process.
+pub fn owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// The second key of an account's lock (the function takes int4 values).
+fn key(acntid: i64) -> i32 {
+    acntid as i32
+}
+
+/// The accounts this run holds.
+pub struct Leases {
+    /// None on SQLite.
+    held: Option<Mutex<Held>>,
+    owner: String,
+}
+
+struct Held {
+    client: postgres::Client,
+    /// Holds of this run per account (the lock itself is taken once).
+    counts: HashMap<i64, u32>,
+    /// `lease_until` written with each account.
+    until: i64,
+    /// Set once the lock connection failed: the run holds nothing any more.
+    lost: Option<String>,
+    target: String,
+}
+
+impl Leases {
+    /// The run's leases: on PostgreSQL a connection of their own, kept
+    /// until the run ends; `until` is when the run expects to be done.
+    pub fn for_run(at: &Location, until: i64) -> Result<Leases> {
+        let owner = owner();
+        let Location::Postgres(target) = at else {
+            return Ok(Leases { held: None, owner });
+        };
+        let mut client = target.open()?;
+        // The lock connection idles between accounts: never time it out.
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .context("configure the lock connection")?;
+        if let Err(e) = client.batch_execute("SET idle_session_timeout = 0") {
+            // Before PostgreSQL 14 there is no such timeout to turn off.
+            if e.code() != Some(&postgres::error::SqlState::UNDEFINED_OBJECT) {
+                return Err(e).context("configure the lock connection");
+            }
+        }
+        Ok(Leases {
+            held: Some(Mutex::new(Held {
+                client,
+                counts: HashMap::new(),
+                until,
+                lost: None,
+                target: target.describe(),
+            })),
+            owner,
+        })
+    }
+
+    /// No other host can exist (SQLite): every account is the run's.
+    pub fn sole() -> Leases {
+        Leases {
+            held: None,
+            owner: owner(),
+        }
+    }
+
+    /// Whether other hosts may share the work (PostgreSQL).
+    pub fn shared(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// `HOSTNAME:PID` of this run.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, Held>> {
+        self.held
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Takes account `acntid` for this run; false when another session
+    /// holds it. An error when the lock connection failed: the run must
+    /// stop writing for its accounts.
+    pub fn take(&self, acntid: i64) -> Result<bool> {
+        let Some(mut h) = self.lock() else {
+            return Ok(true);
+        };
+        if let Some(why) = &h.lost {
+            return Err(Error::Lost(why.clone()));
+        }
+        if let Some(n) = h.counts.get_mut(&acntid) {
+            *n += 1;
+            return Ok(true);
+        }
+        let got: Result<bool> = h
+            .client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1::int4, $2::int4)",
+                &[&LOCK_CLASS, &key(acntid)],
+            )
+            .and_then(|r| r.try_get(0))
+            .context(format!("take account {acntid}"));
+        let got = match got {
+            Ok(got) => got,
+            Err(e) => return Err(h.failed(e)),
+        };
+        if !got {
+            return Ok(false);
+        }
+        h.counts.insert(acntid, 1);
+        let until = h.until;
+        let noted = h
+            .client
+            .execute(
+                "UPDATE email_accounts SET lease_owner = $1, lease_until = $2 WHERE acntid = $3",
+                &[&self.owner, &until, &acntid],
+            )
+            .context(format!("note the holder of account {acntid}"));
+        if let Err(e) = noted {
+            return Err(h.failed(e));
+        }
+        Ok(true)
+    }
+
+    /// Gives back one hold of `acntid`; the last one unlocks it.
+    pub fn release(&self, acntid: i64) {
+        let Some(mut h) = self.lock() else {
+            return;
+        };
+        match h.counts.get_mut(&acntid) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                return;
+            }
+            Some(_) => {
+                h.counts.remove(&acntid);
+            }
+            None => return,
+        }
+        if h.lost.is_some() {
+            return;
+        }
+        let done = h
+            .client
+            .execute(
+                "UPDATE email_accounts SET lease_owner = NULL, lease_until = NULL \
+                 WHERE acntid = $1 AND lease_owner = $2",
+                &[&acntid, &self.owner],
+            )
+            .and_then(|_| {
+                h.client.execute(
+                    "SELECT pg_advisory_unlock($1::int4, $2::int4)",
+                    &[&LOCK_CLASS, &key(acntid)],
+                )
+            })
+            .context(format!("give back account {acntid}"));
+        if let Err(e) = done {
+            let e = h.failed(e);
+            log::warn!("{}", crate::logging::chain(&e));
+        }
+    }
+
+    /// Why the run holds nothing any more (the lock connection failed).
+    pub fn lost(&self) -> Option<String> {
+        self.lock().and_then(|h| h.lost.clone())
+    }
+}
+
+impl Held {
+    /// A failed statement on the lock connection: if the connection is
+    /// gone, so are the locks.
+    fn failed(&mut self, e: Error) -> Error {
+        if self.client.is_closed() {
+            let why = format!(
+                "lost the connection to PostgreSQL ({}) that holds this run's accounts",
+                self.target
+            );
+            self.lost = Some(why.clone());
+            self.counts.clear();
+            return Error::Lost(why);
+        }
+        e
+    }
+}
+
+impl Drop for Leases {
+    /// The run is over: its accounts go back at once (closing the
+    /// connection would do it too; this also clears `lease_owner`).
+    fn drop(&mut self) {
+        let Some(mut h) = self.lock() else {
+            return;
+        };
+        if h.lost.is_some() || h.counts.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = h.counts.keys().copied().collect();
+        let _ = h.client.execute(
+            "UPDATE email_accounts SET lease_owner = NULL, lease_until = NULL \
+             WHERE acntid = ANY($1) AND lease_owner = $2",
+            &[&ids, &self.owner],
+        );
+        let _ = h.client.batch_execute("SELECT pg_advisory_unlock_all()");
+    }
+}
+
+impl super::Postgres {
+    /// Accounts whose lock a session holds, with the holder's
+    /// `HOSTNAME:PID` (from its `application_name`): read from `pg_locks`,
+    /// never by trying a lock.
+    pub fn holders(&self) -> Result<HashMap<i64, String>> {
+        self.rows(
+            "SELECT l.objid::int8, a.application_name, a.pid FROM pg_locks l \
+             JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.classid::int8 = $1 AND l.objsubid = 2 \
+             AND l.granted AND l.objid::int8 != 0",
+            &[&i64::from(LOCK_CLASS)],
+            "read the holders of accounts",
+        )?
+        .iter()
+        .map(|r| {
+            let (acntid, name, pid): (i64, Option<String>, i32) =
+                (super::get(r, 0)?, super::get(r, 1)?, super::get(r, 2)?);
+            let who = name
+                .as_deref()
+                .and_then(|n| n.strip_prefix("backproc "))
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("PostgreSQL session {pid}"));
+            Ok((acntid, who))
+        })
+        .collect()
+    }
+}

@@ -1,0 +1,422 @@
+//! The PostgreSQL store (SPEC §13): the same tables and operations as the
+//! SQLite one, for installations whose web application runs on PostgreSQL
+//! or that run several engine hosts on one database.
+//!
+//! One `postgres::Client` (blocking) per connection, as the SQLite backend
+//! has one `Connection`: a worker's reads, the writer, the outbox each have
+//! their own. Statements are prepared once per connection (the crate caches
+//! them); a batch of messages is one multi-row INSERT in the transaction of
+//! the folder's progress. Text the servers sent cannot hold NUL in a
+//! PostgreSQL `TEXT`: it is replaced (bytes go to `BYTEA` as they came).
+//! The password never appears in an error or a log line: a connection is
+//! described by host, port, user and database only.
+
+mod accounts;
+mod folders;
+mod leases;
+mod messages;
+mod outbox;
+mod schema;
+mod sessions;
+
+pub use leases::{Leases, LOCK_CLASS};
+
+use super::error::{Context, Error, Result};
+use postgres::Row;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A PostgreSQL database as `BG_DATABASE_URL` names it.
+#[derive(Clone)]
+pub struct PgTarget {
+    config: postgres::Config,
+    tls: TlsMode,
+    /// Extra CAs to trust (`BG_TLS_CA_FILE`) with `verify-full`.
+    ca_file: Option<PathBuf>,
+}
+
+// The password must never reach a log line through `{:?}`.
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// `sslmode` as libpq understands it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsMode {
+    Disable,
+    /// TLS when the server offers it, not verified (libpq's default).
+    Prefer,
+    /// TLS always, not verified.
+    Require,
+    /// TLS always, the certificate and the host name verified (the system
+    /// roots plus `BG_TLS_CA_FILE`).
+    VerifyFull,
+}
+
+impl PgTarget {
+    /// Parses `postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...&options=...]`
+    /// (also `postgres://`); the password may come from `PGPASSWORD`.
+    pub fn parse(url: &str) -> Result<PgTarget> {
+        let lower = url.to_ascii_lowercase();
+        if !lower.starts_with("postgresql://") && !lower.starts_with("postgres://") {
+            return Err(Error::BadUrl(
+                "expected '' (SQLite) or a postgresql:// URL".into(),
+            ));
+        }
+        // sslmode is libpq's; the crate knows only three of its values.
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut tls = TlsMode::Prefer;
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("sslmode", v)) => tls = match v {
+                    "disable" => TlsMode::Disable,
+                    "prefer" | "allow" => TlsMode::Prefer,
+                    "require" => TlsMode::Require,
+                    "verify-full" | "verify-ca" => TlsMode::VerifyFull,
+                    other => return Err(Error::BadUrl(format!(
+                        "sslmode must be disable, prefer, require or verify-full, got '{other}'"
+                    ))),
+                },
+                _ => kept.push(pair),
+            }
+        }
+        let rebuilt = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        let mut config: postgres::Config = rebuilt.parse().map_err(|e: postgres::Error| {
+            Error::BadUrl(format!("not a PostgreSQL URL the engine can use ({e})"))
+        })?;
+        if config.get_user().is_none_or(str::is_empty) {
+            return Err(Error::BadUrl(
+                "the URL names no user (postgresql://USER@HOST/DB)".into(),
+            ));
+        }
+        if config.get_dbname().is_none_or(str::is_empty) {
+            return Err(Error::BadUrl(
+                "the URL names no database (postgresql://USER@HOST/DB)".into(),
+            ));
+        }
+        if config.get_hosts().is_empty() {
+            return Err(Error::BadUrl(
+                "the URL names no host (postgresql://USER@HOST/DB)".into(),
+            ));
+        }
+        if config.get_password().is_none() {
+            if let Ok(pw) = std::env::var("PGPASSWORD") {
+                config.password(pw);
+            }
+        }
+        config.ssl_mode(match tls {
+            TlsMode::Disable => postgres::config::SslMode::Disable,
+            TlsMode::Prefer => postgres::config::SslMode::Prefer,
+            TlsMode::Require | TlsMode::VerifyFull => postgres::config::SslMode::Require,
+        });
+        // A host that vanishes is noticed within minutes, not hours.
+        config.keepalives_idle(Duration::from_secs(60));
+        Ok(PgTarget {
+            config,
+            tls,
+            ca_file: None,
+        })
+    }
+
+    /// The extra CAs (`BG_TLS_CA_FILE`) trusted with `sslmode=verify-full`,
+    /// and the connect timeout (`BG_IO_TIMEOUT`).
+    pub fn with(mut self, ca_file: Option<PathBuf>, timeout: Duration) -> PgTarget {
+        self.ca_file = ca_file;
+        self.config.connect_timeout(timeout);
+        self
+    }
+
+    /// `user@host:port/db` — never the password.
+    pub fn describe(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "?".into(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "{}@{host}:{port}/{}",
+            self.config.get_user().unwrap_or("?"),
+            self.config.get_dbname().unwrap_or("?")
+        )
+    }
+
+    /// Opens a connection named `backproc HOST:PID` (what `plan` and
+    /// `status` show as an account's holder).
+    fn open(&self) -> Result<postgres::Client> {
+        let mut config = self.config.clone();
+        config.application_name(&format!("backproc {}", leases::owner()));
+        let connect_error = |source| Error::Connect {
+            target: self.describe(),
+            source,
+        };
+        match self.tls {
+            TlsMode::Disable => config.connect(postgres::NoTls).map_err(connect_error),
+            mode => {
+                let mut b = native_tls::TlsConnector::builder();
+                if mode == TlsMode::VerifyFull {
+                    let trust = crate::net::Tls::new(self.ca_file.as_deref())
+                        .map_err(|e| Error::BadUrl(crate::logging::chain(&e)))?;
+                    for der in trust.extra_cas_der() {
+                        if let Ok(cert) = native_tls::Certificate::from_der(&der) {
+                            b.add_root_certificate(cert);
+                        }
+                    }
+                } else {
+                    // libpq's prefer and require encrypt without verifying.
+                    b.danger_accept_invalid_certs(true);
+                    b.danger_accept_invalid_hostnames(true);
+                }
+                let connector = b
+                    .build()
+                    .map_err(|e| Error::BadUrl(format!("cannot set up TLS for PostgreSQL: {e}")))?;
+                config
+                    .connect(postgres_native_tls::MakeTlsConnector::new(connector))
+                    .map_err(connect_error)
+            }
+        }
+    }
+}
+
+/// The parameters of a statement.
+pub(super) type Params<'a> = &'a [&'a (dyn postgres::types::ToSql + Sync)];
+
+/// Statements prepared on a connection, by their SQL.
+type Cache = RefCell<HashMap<String, postgres::Statement>>;
+
+/// One connection to a PostgreSQL database.
+pub struct Postgres {
+    client: RefCell<postgres::Client>,
+    cache: Cache,
+    target: PgTarget,
+    /// Set once the server closed the connection: later writes fail at
+    /// once, and the run stops.
+    lost: Option<String>,
+}
+
+/// Prepares `sql` once per connection.
+fn prepared(
+    c: &mut impl postgres::GenericClient,
+    cache: &Cache,
+    sql: &str,
+) -> std::result::Result<postgres::Statement, postgres::Error> {
+    if let Some(s) = cache.borrow().get(sql) {
+        return Ok(s.clone());
+    }
+    let s = c.prepare(sql)?;
+    cache.borrow_mut().insert(sql.to_string(), s.clone());
+    Ok(s)
+}
+
+impl Postgres {
+    /// Connects (the sync writer commits without waiting for the disk:
+    /// each batch commits with the folder's progress, so a lost commit is
+    /// only fetched again).
+    pub fn connect(target: &PgTarget) -> Result<Postgres> {
+        let mut client = target.open()?;
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .context("configure the connection")?;
+        Ok(Postgres {
+            client: RefCell::new(client),
+            cache: RefCell::new(HashMap::new()),
+            target: target.clone(),
+            lost: None,
+        })
+    }
+
+    /// `user@host:port/db`.
+    pub fn describe(&self) -> String {
+        self.target.describe()
+    }
+
+    /// Why writes are refused: the server closed the connection.
+    pub fn locked_out(&self) -> Option<&str> {
+        self.lost.as_deref()
+    }
+
+    /// Applies pending migrations under an advisory lock (hosts starting
+    /// at once do not race).
+    pub fn migrate(&self) -> Result<()> {
+        schema::migrate(&mut self.client.borrow_mut())
+    }
+
+    /// Commits of this connection wait for the disk (the outbox: a "sent"
+    /// mark must never be lost).
+    pub fn set_durable(&self) -> Result<()> {
+        self.client
+            .borrow_mut()
+            .batch_execute("SET synchronous_commit = on")
+            .context("set synchronous_commit")
+    }
+
+    /// Runs `f` in one transaction; a connection the server closed is
+    /// remembered (later writes fail at once).
+    fn write<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        if let Some(why) = &self.lost {
+            return Err(Error::Lost(why.clone()));
+        }
+        let client = self.client.get_mut();
+        let result = client
+            .transaction()
+            .context("begin a transaction")
+            .and_then(|tx| {
+                let mut tx = Tx {
+                    tx,
+                    cache: &self.cache,
+                };
+                let out = f(&mut tx)?;
+                tx.tx.commit().context("commit")?;
+                Ok(out)
+            });
+        if result.is_err() && client.is_closed() {
+            let why = format!(
+                "lost the connection to PostgreSQL ({})",
+                self.target.describe()
+            );
+            self.lost = Some(why.clone());
+            return Err(Error::Lost(why));
+        }
+        result
+    }
+
+    /// The rows of a query.
+    fn rows(&self, sql: &str, params: Params<'_>, what: impl Into<String>) -> Result<Vec<Row>> {
+        let c = &mut *self.client.borrow_mut();
+        prepared(c, &self.cache, sql)
+            .and_then(|s| c.query(&s, params))
+            .map_err(|e| self.failed(e, what))
+    }
+
+    /// The row of a query that yields at most one.
+    fn row(&self, sql: &str, params: Params<'_>, what: impl Into<String>) -> Result<Option<Row>> {
+        let c = &mut *self.client.borrow_mut();
+        prepared(c, &self.cache, sql)
+            .and_then(|s| c.query_opt(&s, params))
+            .map_err(|e| self.failed(e, what))
+    }
+
+    /// A failed read: a closed connection says so.
+    fn failed(&self, e: postgres::Error, what: impl Into<String>) -> Error {
+        if e.is_closed() {
+            Error::Lost(format!(
+                "lost the connection to PostgreSQL ({})",
+                self.target.describe()
+            ))
+        } else {
+            Error::Pg {
+                what: what.into(),
+                source: e,
+            }
+        }
+    }
+}
+
+/// A transaction, with the connection's prepared statements.
+pub(super) struct Tx<'a> {
+    tx: postgres::Transaction<'a>,
+    cache: &'a Cache,
+}
+
+impl Tx<'_> {
+    /// Runs a statement; returns the rows it changed.
+    fn execute(&mut self, sql: &str, params: Params<'_>, what: impl Into<String>) -> Result<u64> {
+        prepared(&mut self.tx, self.cache, sql)
+            .and_then(|s| self.tx.execute(&s, params))
+            .context(what)
+    }
+
+    /// The rows of a query.
+    fn rows(&mut self, sql: &str, params: Params<'_>, what: impl Into<String>) -> Result<Vec<Row>> {
+        prepared(&mut self.tx, self.cache, sql)
+            .and_then(|s| self.tx.query(&s, params))
+            .context(what)
+    }
+
+    /// The row of a query that yields at most one.
+    fn row(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+        what: impl Into<String>,
+    ) -> Result<Option<Row>> {
+        prepared(&mut self.tx, self.cache, sql)
+            .and_then(|s| self.tx.query_opt(&s, params))
+            .context(what)
+    }
+
+    /// Runs statements without parameters, unprepared.
+    fn batch(&mut self, sql: &str, what: impl Into<String>) -> Result<()> {
+        self.tx.batch_execute(sql).context(what)
+    }
+}
+
+/// Reads column `i` of a row.
+fn get<'a, T: postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T> {
+    r.try_get(i).context(format!("read column {i}"))
+}
+
+/// Text for a `TEXT` column: PostgreSQL refuses NUL in text.
+fn text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{fffd}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// [`text`] of an optional value.
+fn opt_text(s: Option<&str>) -> Option<Cow<'_, str>> {
+    s.map(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_table() {
+        std::env::remove_var("PGPASSWORD");
+        let ok = |url: &str| PgTarget::parse(url).map(|t| t.describe());
+        assert_eq!(
+            ok("postgresql://engine:s3cret@db.example.com:5433/mail").expect("url"),
+            "engine@db.example.com:5433/mail"
+        );
+        assert_eq!(
+            ok("postgres://engine@127.0.0.1/mail?sslmode=verify-full&options=-csearch_path%3Dbackproc")
+                .expect("url"),
+            "engine@127.0.0.1:5432/mail"
+        );
+        let bad: &[(&str, &str)] = &[
+            ("mysql://u@h/db", "postgresql:// URL"),
+            ("postgresql://u@h/db?sslmode=sometimes", "sslmode"),
+            ("postgresql://h/db", "no user"),
+            ("postgresql://u@h", "no database"),
+            ("postgresql://u:p@h:notaport/db", "not a PostgreSQL URL"),
+        ];
+        for (url, words) in bad {
+            let e = PgTarget::parse(url).expect_err(url).to_string();
+            assert!(e.contains(words), "{url}: {e}");
+            assert!(e.starts_with("BG_DATABASE_URL"), "{e}");
+            assert!(!e.contains(":p@"), "no password in {e}");
+        }
+        let t = PgTarget::parse("postgresql://u:hunter2@h/db").expect("url");
+        assert!(!format!("{t:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn nul_in_text() {
+        assert_eq!(text("a\0b"), "a\u{fffd}b");
+        assert!(matches!(text("ab"), Cow::Borrowed(_)));
+    }
+}
