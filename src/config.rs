@@ -66,6 +66,9 @@ pub struct Config {
     /// `BG_DATABASE_URL`: `''` for SQLite (`data/engine.sqlite`), else a
     /// `postgresql://` URL (checked where it is used, never printed whole).
     pub database_url: String,
+    /// `BG_METRICS_FILE`: the Prometheus textfile every run writes; `''`
+    /// means none. Kept as written, like `tls_ca_file`.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// A local wall-clock time of day, `HH:MM` (seconds are zero).
@@ -105,6 +108,7 @@ impl Default for Config {
             login_retry_min: 900,
             login_retry_max: 86_400,
             database_url: String::new(),
+            metrics_file: None,
         }
     }
 }
@@ -213,6 +217,7 @@ static KNOWN: &[(&str, Slot)] = &[
     ("BG_LOGIN_RETRY_MIN", Slot::I64(|c| &mut c.login_retry_min, 1)),
     ("BG_LOGIN_RETRY_MAX", Slot::I64(|c| &mut c.login_retry_max, 1)),
     ("BG_DATABASE_URL", Slot::Text(|c| &mut c.database_url)),
+    ("BG_METRICS_FILE", Slot::Path(|c| &mut c.metrics_file)),
 ];
 
 /// Names whose values must be in order: (least, most, both values).
@@ -735,6 +740,7 @@ define('BG_MAX_MESSAGE_SIZE', 0);
 define('BG_LOGIN_RETRY_MIN', '120');
 define('BG_LOGIN_RETRY_MAX', 7200);
 define('BG_DATABASE_URL', 'postgresql://engine@db.example.com/mail?sslmode=verify-full');
+define('BG_METRICS_FILE', '/var/lib/prometheus/node-exporter/backproc.prom');
 define('BG_MAX_THREADS', 9); // second define: PHP keeps the first
 ";
         let got = parse_str(&big_config(ours)).expect("valid");
@@ -761,6 +767,9 @@ define('BG_MAX_THREADS', 9); // second define: PHP keeps the first
             login_retry_min: 120,
             login_retry_max: 7200,
             database_url: "postgresql://engine@db.example.com/mail?sslmode=verify-full".into(),
+            metrics_file: Some(PathBuf::from(
+                "/var/lib/prometheus/node-exporter/backproc.prom",
+            )),
         };
         assert_eq!(got, want);
     }
@@ -790,6 +799,7 @@ define('BG_MAX_THREADS', 9); // second define: PHP keeps the first
             ("time_two_digit_hour", "define('EMAIL_BG_LO_FOLDERS_SYNC_START', '23:59');", Config { lo_sync_start: LocalTime { hour: 23, minute: 59 }, ..d.clone() }),
             ("time_midnight", "define('EMAIL_BG_LO_FOLDERS_SYNC_START', \"00:00\");", Config { lo_sync_start: LocalTime { hour: 0, minute: 0 }, ..d.clone() }),
             ("empty_ca_file_is_none", "define('BG_TLS_CA_FILE', '');", d.clone()),
+            ("empty_metrics_file_is_off", "define('BG_METRICS_FILE', '');", d.clone()),
             ("ca_file_single_quote_escapes", "define('BG_TLS_CA_FILE', 'C:\\\\x\\'y\\n');", Config { tls_ca_file: Some(PathBuf::from("C:\\x'y\\n")), ..d.clone() }),
             ("ca_file_double_quote_escapes", "define('BG_TLS_CA_FILE', \"/a\\tb\\$c\\\"\\101\");", Config { tls_ca_file: Some(PathBuf::from("/a\tb$c\"A")), ..d.clone() }),
             ("ca_file_unknown_escape_kept", "define('BG_TLS_CA_FILE', \"/a\\qb\");", Config { tls_ca_file: Some(PathBuf::from("/a\\qb")), ..d.clone() }),
@@ -860,6 +870,7 @@ define('BG_MAX_THREADS', 9); // second define: PHP keeps the first
             ("time_empty", "define('EMAIL_BG_LO_FOLDERS_SYNC_START', '');", 1, "EMAIL_BG_LO_FOLDERS_SYNC_START expects a time 'HH:MM' (00:00 to 23:59), got ''"),
             ("ca_file_from_int", "define('BG_TLS_CA_FILE', 0);", 1, "BG_TLS_CA_FILE expects a string (a file path, or '' for none), got 0"),
             ("ca_file_with_nul", "define('BG_TLS_CA_FILE', \"/a\\0b\");", 1, "BG_TLS_CA_FILE expects a file path without NUL bytes, got \"/a\\0b\""),
+            ("metrics_file_from_bool", "define('BG_METRICS_FILE', TRUE);", 1, "BG_METRICS_FILE expects a string (a file path, or '' for none), got TRUE"),
             ("empty_value", "define('BG_MAX_THREADS', );", 1, "BG_MAX_THREADS expects an integer >= 1, got no value"),
             ("missing_value", "define('BG_MAX_THREADS');", 1, "BG_MAX_THREADS expects an integer >= 1, got no value"),
             ("missing_close_paren", "define('BG_MAX_THREADS', 3;\n", 1, "BG_MAX_THREADS expects an integer >= 1, got a define without its closing parenthesis"),

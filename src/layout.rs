@@ -72,15 +72,17 @@ impl Layout {
     }
 
     /// Reads `config.inc` (defaults when it is missing). A relative
-    /// `BG_TLS_CA_FILE` is taken relative to the directory of `config.inc`,
-    /// not to wherever cron happens to start us.
+    /// `BG_TLS_CA_FILE` or `BG_METRICS_FILE` is taken relative to the
+    /// directory of `config.inc`, not to wherever cron happens to start us.
     pub fn read_config(&self) -> Result<Config, ConfigError> {
         let mut config = crate::config::load(&self.config)?;
-        if let Some(ca) = config.tls_ca_file.take() {
-            config.tls_ca_file = Some(match self.config.parent() {
-                Some(dir) if ca.is_relative() => dir.join(ca),
-                _ => ca,
-            });
+        let dir = self.config.parent();
+        for path in [&mut config.tls_ca_file, &mut config.metrics_file] {
+            if let (Some(p), Some(dir)) = (path.as_mut(), dir) {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            }
         }
         Ok(config)
     }

@@ -9,6 +9,7 @@
 //! run and the decisions):
 //! - [`cli`]: the command line: parses, dispatches, prints (nothing else prints).
 //! - [`run`]: one cycle of the engine, from the lock to the report of its jobs.
+//! - [`metrics`]: the Prometheus textfile a run leaves for monitoring (`BG_METRICS_FILE`).
 //! - [`pool`]: the worker threads of a run and the per-account connection limits.
 //! - [`outbox`]: outgoing mail: `queue` checks and stores, `drain` sends over SMTP.
 //! - [`sync`]: the sync of one folder: read the server, plan (pure), execute.
@@ -38,6 +39,7 @@ pub mod layout;
 pub mod lock;
 pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod net;
 pub mod outbox;
 pub mod pool;

@@ -18,7 +18,7 @@ use crate::schedule::Kind;
 use crate::store::{self, Account, FolderPatch, Leases, Location, Store};
 use crate::sync::{self, discover, plan, Ctx, SyncError};
 use crate::writer::{Pending, Writer};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -121,6 +121,17 @@ struct Acct {
 struct State {
     accts: Vec<Acct>,
     outcomes: Vec<Outcome>,
+    /// New messages stored, by account.
+    received: BTreeMap<i64, u64>,
+}
+
+/// What became of a run's sync work.
+#[derive(Debug, Default)]
+pub struct Done {
+    /// How each task ended.
+    pub outcomes: Vec<Outcome>,
+    /// New messages stored, by account (accounts that stored none may be missing).
+    pub received: BTreeMap<i64, u64>,
 }
 
 struct Pool<'a> {
@@ -131,13 +142,14 @@ struct Pool<'a> {
     progress: &'a dyn Progress,
 }
 
-/// Runs every account's work and returns the outcome of each task.
+/// Runs every account's work and returns the outcome of each task and the
+/// messages each account received.
 pub fn run(
     settings: &Settings<'_>,
     work: Vec<AccountWork>,
     writer: &Writer,
     progress: &dyn Progress,
-) -> Vec<Outcome> {
+) -> Done {
     let wanted: usize = work.iter().map(|_| settings.max_connections as usize).sum();
     let threads = wanted.min(settings.max_threads).max(1);
     let accts = work
@@ -163,6 +175,7 @@ pub fn run(
         state: Mutex::new(State {
             accts,
             outcomes: Vec::new(),
+            received: BTreeMap::new(),
         }),
         cond: Condvar::new(),
         settings,
@@ -192,7 +205,10 @@ pub fn run(
             }
         }
     }
-    state.outcomes
+    Done {
+        outcomes: state.outcomes,
+        received: state.received,
+    }
 }
 
 /// A connection slot of an account, given back when dropped (on every way
@@ -879,6 +895,7 @@ impl Pool<'_> {
                 }
                 let mut st = self.lock();
                 st.outcomes.push(Outcome::Synced);
+                *st.received.entry(folder.acntid).or_default() += out.received as u64;
                 if out.large_pending && out.complete {
                     if let Some(a) = st
                         .accts

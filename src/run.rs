@@ -12,12 +12,13 @@ use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::lock::{self, Acquire};
 use crate::logging::{chain, THREADING};
+use crate::outbox::Drained;
 use crate::pool::{self, AccountWork, Outcome, Progress};
 use crate::schedule::{self, FolderInput, Settings, Task};
 use crate::store::{self, Account, Leases, Location, Store};
 use crate::sync::plan::Limits;
 use crate::writer::Writer;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -31,12 +32,37 @@ pub struct Options {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Report {
     /// Another run holds the lock; this one did nothing.
     AnotherLive,
-    /// The run completed; `failed` jobs failed (sync tasks and messages).
-    Completed { failed: usize },
+    /// The run completed.
+    Completed(Summary),
+}
+
+/// The jobs of a completed run and how they ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Sync tasks (folders, large messages) that ended well.
+    pub done: usize,
+    /// Sync tasks that failed (an account given up before its folders were
+    /// known also fails its discovery).
+    pub failed: usize,
+    /// Due sync tasks left for a later run: beyond the run's capacity, of
+    /// accounts that wait (consent, refused logins), not reached in time,
+    /// or refused by a server that limits connections.
+    pub deferred: usize,
+    /// Outgoing messages sent, and those that failed (for good or for now).
+    pub outbox: Drained,
+    /// New messages stored, by account (accounts that stored none may be missing).
+    pub received: BTreeMap<i64, u64>,
+}
+
+impl Summary {
+    /// Jobs that failed: sync tasks and messages (exit 75 when any).
+    pub fn failed_jobs(&self) -> usize {
+        self.failed + self.outbox.failed
+    }
 }
 
 /// The scheduler's view of the store: every folder of every active account
@@ -181,22 +207,42 @@ pub fn run(
             Location::Sqlite(_) => store::Error::LockedOut(why),
         }));
     }
-    let (outcomes, outbox_failed) = done?;
-    let failed = outcomes.iter().filter(|o| **o == Outcome::Failed).count() + outbox_failed;
-    let left = outcomes.iter().filter(|o| **o == Outcome::Left).count();
+    let (synced, outbox) = done?;
+    let count = |which: Outcome| synced.done.outcomes.iter().filter(|o| **o == which).count();
+    let left = count(Outcome::Left);
     if left > 0 {
         log::info!("run time limit reached: {left} tasks left for the next run");
     }
-    let skipped = outcomes.iter().filter(|o| **o == Outcome::Skipped).count();
+    let skipped = count(Outcome::Skipped);
     if skipped > 0 {
         log::info!("{skipped} tasks wait for the next run: their servers limit connections");
     }
+    let elsewhere = count(Outcome::Elsewhere);
+    if elsewhere > 0 {
+        log::info!("{elsewhere} tasks were another engine host's (it holds their accounts, or synced them since the plan)");
+    }
+    let summary = Summary {
+        done: count(Outcome::Synced),
+        failed: count(Outcome::Failed),
+        deferred: synced.postponed + left + skipped,
+        outbox,
+        received: synced.done.received,
+    };
     log::debug!(
-        "run finished in {:.1}s: {} tasks, {failed} failed",
+        "run finished in {:.1}s: {} tasks, {} failed",
         started.elapsed().as_secs_f64(),
-        outcomes.len()
+        synced.done.outcomes.len(),
+        summary.failed_jobs()
     );
-    Ok(Report::Completed { failed })
+    Ok(Report::Completed(summary))
+}
+
+/// The sync part of a run: what the workers did, and the due tasks the
+/// plan left for a later run.
+#[derive(Default)]
+struct Synced {
+    done: pool::Done,
+    postponed: usize,
 }
 
 /// What the sync and the outbox of a run share.
@@ -223,9 +269,8 @@ struct Cycle<'a> {
 impl Cycle<'_> {
     /// The sync on the worker pool and the outbox on a thread of its own,
     /// side by side: the outbox is polled while the sync goes on and
-    /// drained once more when it ends. Returns the sync's outcomes and the
-    /// number of messages that failed.
-    fn sync_and_send(&self) -> Result<(Vec<Outcome>, usize)> {
+    /// drained once more when it ends. Returns what the sync and the outbox did.
+    fn sync_and_send(&self) -> Result<(Synced, Drained)> {
         let config = self.config;
         let sync_on = config.sync_enabled && !self.opts.no_sync;
         let outbox_on = config.outbox_enabled && !self.opts.no_outbox;
@@ -253,29 +298,33 @@ impl Cycle<'_> {
             } else {
                 None
             };
-            let outcomes = if sync_on { self.sync() } else { Ok(Vec::new()) };
+            let synced = if sync_on {
+                self.sync()
+            } else {
+                Ok(Synced::default())
+            };
             sync_done.store(true, Ordering::SeqCst);
             if let Some(h) = &outbox {
                 h.thread().unpark();
             }
-            let outbox_failed = match outbox.map(|h| h.join()) {
-                None => 0,
-                Some(Ok(Ok(failed))) => failed,
+            let drained = match outbox.map(|h| h.join()) {
+                None => Drained::default(),
+                Some(Ok(Ok(drained))) => drained,
                 Some(Ok(Err(e))) => {
                     log::error!(target: THREADING, "outbox: {}", chain(&e));
-                    1
+                    Drained { sent: 0, failed: 1 }
                 }
                 Some(Err(_)) => {
                     log::error!(target: THREADING, "outbox: the thread panicked");
-                    1
+                    Drained { sent: 0, failed: 1 }
                 }
             };
-            Ok((outcomes?, outbox_failed))
+            Ok((synced?, drained))
         })
     }
 
     /// The sync part of a run: the plan, then the workers.
-    fn sync(&self) -> Result<Vec<Outcome>> {
+    fn sync(&self) -> Result<Synced> {
         let (config, opts, now) = (self.config, self.opts, self.now);
         let (tasks, accounts) =
             plan_tasks(self.store, config, self.now, opts.force, &opts.accounts)?;
@@ -317,7 +366,10 @@ impl Cycle<'_> {
             },
         };
         let work = account_work(&tasks, &accounts);
-        Ok(pool::run(&settings, work, self.writer, self.progress))
+        Ok(Synced {
+            done: pool::run(&settings, work, self.writer, self.progress),
+            postponed: deferred + waiting,
+        })
     }
 }
 

@@ -1,15 +1,17 @@
 #!/bin/sh
 # Installs the Debian packages the integration tests need (real Dovecot and
 # Postfix started by tests/support/, aiosmtpd for scripted SMTP, openssl for
-# the test CA). Idempotent: when everything is present it only asks dpkg and
-# exits. Non-interactive. Needs root (or sudo) on Debian 12 / Ubuntu.
+# the test CA; systemd-analyze, logrotate, promtool, node_exporter and man
+# for tests/operations.rs). Idempotent: when everything is present it only
+# asks dpkg and exits. Non-interactive. Needs root (or sudo) on Debian 12 / Ubuntu.
 #
 # The packages' own system services are not wanted: the tests start private
 # instances on free loopback ports. A policy-rc.d is put in place for the
 # install (unless one exists) so that apt does not start them.
 set -eu
 
-PACKAGES="dovecot-imapd dovecot-lmtpd postfix python3-aiosmtpd isync swaks openssl time"
+PACKAGES="dovecot-imapd dovecot-lmtpd postfix python3-aiosmtpd isync swaks openssl time
+    systemd logrotate prometheus prometheus-node-exporter man-db"
 
 missing=""
 for p in $PACKAGES; do
@@ -63,7 +65,8 @@ if ! apt_install; then
 fi
 
 # Fail loudly now rather than in the middle of a test run.
-for bin in dovecot doveadm postfix postconf openssl; do
+for bin in dovecot doveadm postfix postconf openssl systemd-analyze logrotate promtool \
+    prometheus-node-exporter man; do
     command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || {
         echo "install-deps.sh: $bin missing after install" >&2
         exit 1

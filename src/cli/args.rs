@@ -30,6 +30,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// Accounts, folders, outbox and whether a run is live
     Status {
+        /// Machine-readable output
         #[arg(long)]
         json: bool,
     },
@@ -45,6 +46,21 @@ pub enum Command {
     /// Queue and manage outgoing mail
     #[command(subcommand)]
     Outbox(OutboxCmd),
+    /// Print a shell completion script (bash, zsh or fish) on stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: ShellArg,
+    },
+    /// Print the manual page (roff) on stdout: `engine man | man -l -`
+    Man,
+}
+
+/// A shell `completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShellArg {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// Options of `run`.
@@ -105,12 +121,14 @@ pub enum AccountCmd {
     Authorize { acntid: i64 },
     /// List accounts
     List {
+        /// Machine-readable output
         #[arg(long)]
         json: bool,
     },
     /// Show one account (never its passwords or tokens)
     Show {
         acntid: i64,
+        /// Machine-readable output
         #[arg(long)]
         json: bool,
     },
@@ -140,6 +158,7 @@ pub struct AccountArgs {
     /// The address (required by `add`)
     #[arg(long)]
     pub email: Option<String>,
+    /// The web application's user who owns the account (for logged-in scheduling)
     #[arg(long)]
     pub usrid: Option<i64>,
     /// Required by `add`, unless an --oauth-provider preset gives it
@@ -202,6 +221,7 @@ pub enum FolderCmd {
     List {
         #[arg(long = "account", value_name = "ID")]
         account: Option<i64>,
+        /// Machine-readable output
         #[arg(long)]
         json: bool,
     },
@@ -239,6 +259,7 @@ pub enum OutboxCmd {
     List {
         #[arg(long, value_parser = parse_state)]
         state: Option<OutboxState>,
+        /// Machine-readable output
         #[arg(long)]
         json: bool,
     },

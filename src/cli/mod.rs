@@ -9,23 +9,26 @@
 
 mod account;
 mod args;
+mod manual;
 mod outbox;
 mod progress;
 mod show;
 
 pub use args::{
     AccountArgs, AccountCmd, AuthArg, Cli, Command, FolderCmd, OutboxCmd, PlanArgs, PriorityArg,
-    ProviderArg, RunArgs, SessionCmd,
+    ProviderArg, RunArgs, SessionCmd, ShellArg,
 };
 
 use crate::error::{exit, Error, Result};
 use crate::layout::Layout;
 use crate::logging::chain;
+use crate::metrics;
 use crate::run;
 use crate::schedule;
 use crate::store::{Location, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// Runs the parsed command line; returns the exit code.
 pub fn dispatch(cli: Cli) -> i32 {
@@ -60,6 +63,12 @@ fn execute(cli: Cli, layout: &Layout, now: i64) -> Result<i32> {
                 .into(),
         ));
     }
+    // Completions and the manual need no install: nothing is created.
+    match cli.command {
+        Some(Command::Completions { shell }) => return manual::completions(shell),
+        Some(Command::Man) => return manual::man(),
+        _ => {}
+    }
     // The install directories come first, for every command: a home that
     // is not a directory is a layout error (73), not an unreadable
     // HOME/config.inc (78).
@@ -82,6 +91,7 @@ fn execute(cli: Cli, layout: &Layout, now: i64) -> Result<i32> {
         Some(Command::Outbox(cmd)) => {
             outbox::command(&mut Store::open(&location(layout)?)?, cmd, now)
         }
+        Some(Command::Completions { .. } | Command::Man) => Ok(exit::OK),
     }
 }
 
@@ -107,18 +117,48 @@ fn run_cmd(layout: &Layout, args: &RunArgs, now: i64) -> Result<i32> {
         no_outbox: args.no_outbox,
     };
     let progress = progress::Terminal::new(std::io::stderr().is_terminal());
+    let started = Instant::now();
     let report = run::run(layout, &config, &opts, now, &progress);
     progress.done();
-    match report? {
-        run::Report::AnotherLive | run::Report::Completed { failed: 0 } => Ok(exit::OK),
-        run::Report::Completed { failed } => {
-            eprintln!(
-                "engine: {failed} job(s) failed; see {}/l-info.log and `engine status`",
-                layout.logs_dir().display()
-            );
-            Ok(exit::TEMPFAIL)
+    let failed = match &report {
+        Ok(run::Report::Completed(summary)) => summary.failed_jobs(),
+        _ => 0,
+    };
+    let code = match &report {
+        Ok(_) if failed > 0 => exit::TEMPFAIL,
+        Ok(_) => exit::OK,
+        Err(e) => e.exit_code(),
+    };
+    if let Some(path) = &config.metrics_file {
+        // Written here, once the exit code is known: the file says how the
+        // whole command ended, a run stopped by an error included.
+        let run = metrics::Run {
+            end: chrono::Utc::now().timestamp(),
+            duration: started.elapsed().as_secs_f64(),
+            exit_code: code,
+            another_live: matches!(report, Ok(run::Report::AnotherLive)),
+            summary: match &report {
+                Ok(run::Report::Completed(summary)) => Some(summary),
+                _ => None,
+            },
+        };
+        let published = match Location::of(layout, &config) {
+            Ok(at) => metrics::publish(path, &at, &run).map_err(|e| chain(&e)),
+            Err(e) => Err(chain(&e)),
+        };
+        if let Err(why) = published {
+            log::error!("{why}");
+            eprintln!("engine: {why}");
         }
     }
+    report?;
+    if failed > 0 {
+        eprintln!(
+            "engine: {failed} job(s) failed; see {}/l-info.log and `engine status`",
+            layout.logs_dir().display()
+        );
+    }
+    Ok(code)
 }
 
 fn plan_cmd(layout: &Layout, args: &PlanArgs, now: i64) -> Result<i32> {

@@ -94,6 +94,22 @@ impl Drain<'_> {
     }
 }
 
+/// What the drains of a run did with the messages they tried.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Messages whose attempt went through (sent to every recipient tried).
+    pub sent: usize,
+    /// Messages that failed, for good or for now (a refused login counts one).
+    pub failed: usize,
+}
+
+impl std::ops::AddAssign for Drained {
+    fn add_assign(&mut self, other: Drained) {
+        self.sent += other.sent;
+        self.failed += other.failed;
+    }
+}
+
 /// Connection failures of one account this run; after two it waits for the
 /// next run.
 #[derive(Default)]
@@ -115,16 +131,16 @@ impl Health {
 }
 
 /// Drains the outbox now and every `POLL` until the sync is done (then once
-/// more); returns the number of messages that failed (for good or for now).
-pub fn drain(at: &Location, d: &Drain<'_>, sync_done: &AtomicBool) -> store::Result<usize> {
+/// more); returns how many messages went out and how many failed.
+pub fn drain(at: &Location, d: &Drain<'_>, sync_done: &AtomicBool) -> store::Result<Drained> {
     let mut store = Store::connect(at)?;
     store.set_durable()?;
     let mut health = Health::default();
     let mut no_copies = HashSet::new();
-    let mut failed = 0;
+    let mut drained = Drained::default();
     loop {
         let last_round = sync_done.load(Ordering::SeqCst);
-        failed += drain_once(&mut store, d, &mut health)?;
+        drained += drain_once(&mut store, d, &mut health)?;
         copy_to_sent(&mut store, d, &mut no_copies);
         if last_round || Instant::now() >= d.deadline {
             break;
@@ -139,7 +155,7 @@ pub fn drain(at: &Location, d: &Drain<'_>, sync_done: &AtomicBool) -> store::Res
             std::thread::park_timeout(until - now);
         }
     }
-    Ok(failed)
+    Ok(drained)
 }
 
 /// Puts back in the queue what a run that stopped (or a host that died)
@@ -168,8 +184,8 @@ fn requeue_interrupted(store: &mut Store, d: &Drain<'_>) -> store::Result<()> {
     Ok(())
 }
 
-/// Sends every due message once; returns how many failed.
-fn drain_once(store: &mut Store, d: &Drain<'_>, health: &mut Health) -> store::Result<usize> {
+/// Sends every due message once.
+fn drain_once(store: &mut Store, d: &Drain<'_>, health: &mut Health) -> store::Result<Drained> {
     requeue_interrupted(store, d)?;
     let mut by_account: Vec<(i64, Vec<OutboxRow>)> = Vec::new();
     for row in store.outbox_due((d.clock)())? {
@@ -181,7 +197,7 @@ fn drain_once(store: &mut Store, d: &Drain<'_>, health: &mut Health) -> store::R
             None => by_account.push((row.acntid, vec![row])),
         }
     }
-    let mut failed = 0;
+    let mut drained = Drained::default();
     for (acntid, rows) in by_account {
         if !health.usable(acntid) {
             continue;
@@ -194,11 +210,11 @@ fn drain_once(store: &mut Store, d: &Drain<'_>, health: &mut Health) -> store::R
             );
             continue;
         }
-        let drained = drain_account(store, d, health, acntid, rows);
+        let done = drain_account(store, d, health, acntid, rows);
         d.leases.release(acntid);
-        failed += drained?;
+        drained += done?;
     }
-    Ok(failed)
+    Ok(drained)
 }
 
 /// The SMTP session of one account during a drain: opened for the first
@@ -282,24 +298,24 @@ impl Link<'_> {
     }
 }
 
-/// Sends an account's due messages; returns how many failed.
+/// Sends an account's due messages.
 fn drain_account(
     store: &mut Store,
     d: &Drain<'_>,
     health: &mut Health,
     acntid: i64,
     rows: Vec<OutboxRow>,
-) -> store::Result<usize> {
+) -> store::Result<Drained> {
     let account = store.account(acntid)?.filter(|a| a.active);
-    let mut failed = 0;
+    let mut drained = Drained::default();
     let Some(account) = account else {
         for row in rows {
             let why = format!("account {acntid} does not exist or is inactive");
             store.outbox_reject(row.emoid, &why, (d.clock)())?;
             log::error!(target: THREADING, "message emoid={} failed: {why} {}", row.emoid, at_account(acntid));
-            failed += 1;
+            drained.failed += 1;
         }
-        return Ok(failed);
+        return Ok(drained);
     };
     if let Some(why) = crate::auth::hold(&account, (d.clock)()) {
         // Queued as they are, no attempt counted.
@@ -309,7 +325,7 @@ fn drain_account(
             at_account(acntid)
         );
         health.give_up(acntid);
-        return Ok(0);
+        return Ok(drained);
     }
     let mut link = Link {
         account: &account,
@@ -322,14 +338,15 @@ fn drain_account(
         }
         let now = (d.clock)();
         let Some(prepared) = prepare(store, &row, &account, now)? else {
-            failed += 1;
+            drained.failed += 1;
             continue;
         };
         // The login first: one that cannot work leaves every message of
         // the account queued as it is, with no attempt counted.
         if let Err(stop) = link.ensure(d, health) {
             health.give_up(acntid);
-            return Ok(failed + stopped(store, d, &account, stop)?);
+            drained.failed += stopped(store, d, &account, stop)?;
+            return Ok(drained);
         }
         let claim = Claim {
             now,
@@ -359,14 +376,16 @@ fn drain_account(
         crate::failpoint::hit("smtp-accepted");
         let ok = record(store, &row, &rcpts, &attempt, d.config, (d.clock)())?;
         crate::failpoint::hit("sent-recorded");
-        if !ok {
-            failed += 1;
+        if ok {
+            drained.sent += 1;
+        } else {
+            drained.failed += 1;
         }
     }
     if let Some(s) = link.session {
         s.quit();
     }
-    Ok(failed)
+    Ok(drained)
 }
 
 /// Records why an account's outbox stopped; returns the failed jobs it

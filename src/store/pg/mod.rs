@@ -74,15 +74,19 @@ impl PgTarget {
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
-                Some(("sslmode", v)) => tls = match v {
-                    "disable" => TlsMode::Disable,
-                    "prefer" | "allow" => TlsMode::Prefer,
-                    "require" => TlsMode::Require,
-                    "verify-full" | "verify-ca" => TlsMode::VerifyFull,
-                    other => return Err(Error::BadUrl(format!(
+                Some(("sslmode", v)) => {
+                    tls = match v {
+                        "disable" => TlsMode::Disable,
+                        "prefer" | "allow" => TlsMode::Prefer,
+                        "require" => TlsMode::Require,
+                        "verify-full" | "verify-ca" => TlsMode::VerifyFull,
+                        other => {
+                            return Err(Error::BadUrl(format!(
                         "sslmode must be disable, prefer, require or verify-full, got '{other}'"
-                    ))),
-                },
+                    )))
+                        }
+                    }
+                }
                 _ => kept.push(pair),
             }
         }
