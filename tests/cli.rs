@@ -106,7 +106,7 @@ fn add_folder(
     c.execute(
         "INSERT INTO email_folders (acntid, name, imap_name, priority, last_recent_sync_at, last_full_sync_at) \
          VALUES (?, ?, ?, ?, ?, ?)",
-        rusqlite::params![acntid, name, name, priority, recent, full],
+        crate::params![acntid, name, name, priority, recent, full],
     )
     .expect("insert folder");
     c.last_insert_rowid()
@@ -116,7 +116,7 @@ fn set_times(home: &TempHome, emfdid: i64, recent: Option<i64>, full: Option<i64
     db(home)
         .execute(
             "UPDATE email_folders SET last_recent_sync_at = ?, last_full_sync_at = ? WHERE emfdid = ?",
-            rusqlite::params![recent, full, emfdid],
+            crate::params![recent, full, emfdid],
         )
         .expect("set times");
 }
@@ -1165,11 +1165,11 @@ INSERT INTO documents (title) VALUES ('faktura 1/2026');
 INSERT INTO user_sessions VALUES (7, 1);
 ";
 
-fn insert_web_app_account(c: &Connection, dovecot: &Dovecot, user: &str) -> i64 {
+fn insert_web_app_account(c: &support::Db, dovecot: &Dovecot, user: &str) -> i64 {
     c.execute(
         "INSERT INTO email_accounts (usrid, email, imap_host, imap_port, imap_security, imap_login, imap_password) \
          VALUES (7, ?, 'localhost', ?, 'tls', ?, ?)",
-        rusqlite::params![
+        crate::params![
             format!("{user}@example.com"),
             dovecot.imaps_port(),
             user,
@@ -1261,7 +1261,7 @@ fn tables_the_web_app_created_itself_are_adopted() {
     imap.append("Projekty", &message(3, 400), "");
     std::fs::create_dir(home.path().join("data")).expect("mkdir");
     let a = {
-        let c = Connection::open(home.db_path()).expect("create db");
+        let c = support::Db::sqlite(&home.db_path());
         c.execute_batch(WEB_APP_SCHEMA).expect("web app schema");
         insert_web_app_account(&c, &dovecot, "bob")
     };
@@ -1662,7 +1662,7 @@ fn run_account_force_and_capacity_shape_the_run() {
     let t = now();
     c.execute(
         "UPDATE email_folders SET last_recent_sync_at = ?, last_full_sync_at = ? WHERE acntid = ?",
-        rusqlite::params![t - 10, t - 10, alice],
+        crate::params![t - 10, t - 10, alice],
     )
     .expect("set");
     assert!(plan_ids(&home, &["--account", &alice.to_string()]).is_empty());

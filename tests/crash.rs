@@ -9,7 +9,6 @@
 
 mod support;
 
-use rusqlite::Connection;
 use std::collections::BTreeSet;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -48,7 +47,7 @@ struct Snapshot {
 }
 
 fn snapshot(home: &TempHome, emfdid: i64) -> Option<Snapshot> {
-    let c = Connection::open(home.db_path()).ok()?;
+    let c = home.db();
     let (last_uid, backfill_below, full): (i64, Option<i64>, Option<i64>) = c
         .query_row(
             "SELECT last_uid, backfill_below, last_full_sync_at FROM email_folders WHERE emfdid = ?",
@@ -121,8 +120,7 @@ fn kill_or_wait(child: &mut Child, kill_after: Option<Duration>, label: &str) ->
 }
 
 fn inbox_id(home: &TempHome) -> Option<i64> {
-    Connection::open(home.db_path())
-        .ok()?
+    home.db()
         .query_row(
             "SELECT emfdid FROM email_folders WHERE imap_name = 'INBOX'",
             [],
@@ -131,7 +129,6 @@ fn inbox_id(home: &TempHome) -> Option<i64> {
         .ok()
 }
 
-#[test]
 fn a_first_sync_killed_at_many_moments_ends_exact() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
@@ -227,7 +224,7 @@ fn queue_batch(home: &TempHome, acntid: i64, cycle: usize, n: usize) -> Vec<Stri
     for (i, id) in ids.iter().enumerate() {
         tx.execute(
             "INSERT INTO email_outbox (acntid, raw) VALUES (?, ?)",
-            rusqlite::params![acntid, outbox_mail(id, i)],
+            crate::params![acntid, outbox_mail(id, i)],
         )
         .expect("insert");
     }
@@ -252,7 +249,6 @@ fn states(home: &TempHome, state: &str) -> Vec<i64> {
         .expect("rows")
 }
 
-#[test]
 fn an_outbox_drain_killed_at_many_moments_delivers_everything_once() {
     use support::engine::{add_account_smtp, Side};
     use support::ScriptedSmtp;
@@ -377,3 +373,8 @@ fn an_outbox_drain_killed_at_many_moments_delivers_everything_once() {
     }
     integrity_ok(&home);
 }
+
+both_stores!(
+    a_first_sync_killed_at_many_moments_ends_exact,
+    an_outbox_drain_killed_at_many_moments_delivers_everything_once,
+);

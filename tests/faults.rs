@@ -21,7 +21,6 @@
 
 mod support;
 
-use rusqlite::params;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::engine::*;
@@ -151,7 +150,6 @@ fn assert_words(what: &str, text: &str, words: &[&str]) {
     }
 }
 
-#[test]
 fn imap_reset_mid_fetch() {
     let t = imap_setup(vec![Rule::all(
         When::after_command("BODY.PEEK[]", 3000),
@@ -166,7 +164,6 @@ fn imap_reset_mid_fetch() {
     t.clean_run();
 }
 
-#[test]
 fn imap_clean_close_mid_fetch() {
     let t = imap_setup(vec![Rule::all(
         When::after_command("BODY.PEEK[]", 3000),
@@ -181,7 +178,6 @@ fn imap_clean_close_mid_fetch() {
     t.clean_run();
 }
 
-#[test]
 fn imap_stall_after_fetch() {
     let t = imap_setup(vec![Rule::all(When::command("BODY.PEEK[]"), Fault::Stall)]);
     let (took, errors) = t.faulty_run("stall after UID FETCH");
@@ -191,7 +187,6 @@ fn imap_stall_after_fetch() {
     t.clean_run();
 }
 
-#[test]
 fn imap_stall_before_the_greeting() {
     let t = imap_setup(vec![Rule::all(When::Accept, Fault::Stall)]);
     let (took, errors) = t.faulty_run("stall before the greeting");
@@ -205,7 +200,6 @@ fn imap_stall_before_the_greeting() {
     t.clean_run();
 }
 
-#[test]
 fn imap_garbage_instead_of_an_answer() {
     let t = imap_setup(vec![Rule::all(
         When::command("BODY.PEEK[]"),
@@ -220,7 +214,6 @@ fn imap_garbage_instead_of_an_answer() {
 /// Regression: the error said "no answer for 2 s ... (the server sends too
 /// slowly)", which contradicts itself; a stall's error carried EAGAIN's
 /// "Resource temporarily unavailable (os error 11)".
-#[test]
 fn imap_trickle_is_cut_off() {
     // 50 bytes a second: far below what a working server sends.
     let t = imap_setup(vec![Rule::all(
@@ -238,7 +231,6 @@ fn imap_trickle_is_cut_off() {
     t.clean_run();
 }
 
-#[test]
 fn imap_one_dropped_connection_costs_one_reconnect_not_the_run() {
     let t = imap_setup(vec![Rule::nth(
         1,
@@ -427,7 +419,6 @@ impl Smtp {
 // out)", "response error: incomplete response", "network error: stream did
 // not contain valid UTF-8").
 
-#[test]
 fn smtp_reset_after_data() {
     let t = smtp_setup(vec![Rule::all(When::command("DATA\r\n"), Fault::Reset)]);
     let (took, errors) = t.faulty_run("reset after DATA");
@@ -436,7 +427,6 @@ fn smtp_reset_after_data() {
     t.clean_run();
 }
 
-#[test]
 fn smtp_clean_close_after_rcpt() {
     let t = smtp_setup(vec![Rule::all(When::command("RCPT TO"), Fault::Close)]);
     let (took, errors) = t.faulty_run("close after RCPT");
@@ -445,7 +435,6 @@ fn smtp_clean_close_after_rcpt() {
     t.clean_run();
 }
 
-#[test]
 fn smtp_stall_after_data() {
     let t = smtp_setup(vec![Rule::all(When::command("DATA\r\n"), Fault::Stall)]);
     let (took, errors) = t.faulty_run("stall after DATA");
@@ -455,7 +444,6 @@ fn smtp_stall_after_data() {
     t.clean_run();
 }
 
-#[test]
 fn smtp_stall_before_the_greeting() {
     let t = smtp_setup(vec![Rule::all(When::Accept, Fault::Stall)]);
     let (_, errors) = t.faulty_run("stall before the greeting");
@@ -464,7 +452,6 @@ fn smtp_stall_before_the_greeting() {
     t.clean_run();
 }
 
-#[test]
 fn smtp_garbage_instead_of_a_reply() {
     let t = smtp_setup(vec![Rule::all(
         When::command("MAIL FROM"),
@@ -492,7 +479,6 @@ fn trickle_after(command: &str) -> Vec<Rule> {
 /// a reconnect (a server that slow is as slow on a new connection): about
 /// 2 x BG_IO_TIMEOUT for the account, as a stalled server costs.
 /// Regression: lettre read such replies for as long as they lasted.
-#[test]
 fn smtp_trickle_is_cut_off() {
     let timeout = Duration::from_secs(1);
     let t = smtp_setup_with(
@@ -515,7 +501,6 @@ fn smtp_trickle_is_cut_off() {
 /// STARTTLS, handshake, AUTH) is given up after 2 x BG_IO_TIMEOUT + 1 s.
 /// Regression: STARTTLS, the handshake and AUTH ran on the sending thread,
 /// each read bounded but not the whole.
-#[test]
 fn smtp_trickle_in_the_starttls_handshake_is_cut_off() {
     let timeout = Duration::from_secs(1);
     let t = smtp_setup_full(
@@ -642,12 +627,10 @@ fn server_gone_mid_sync(graceful: bool) {
     integrity_ok(&home);
 }
 
-#[test]
 fn dovecot_restarted_mid_first_sync() {
     server_gone_mid_sync(true);
 }
 
-#[test]
 fn dovecot_killed_mid_first_sync() {
     server_gone_mid_sync(false);
 }
@@ -656,7 +639,7 @@ fn dovecot_killed_mid_first_sync() {
 
 /// Holds `BEGIN IMMEDIATE` on the database (another writer: the web app,
 /// a second engine command) until dropped.
-struct WriteLock(rusqlite::Connection);
+struct WriteLock(support::Db);
 
 impl WriteLock {
     fn take(home: &TempHome) -> WriteLock {
@@ -854,7 +837,6 @@ fn a_full_disk_under_data_is_a_clear_error_and_nothing_is_corrupted() {
 /// said "reconnecting", then "its remaining tasks wait for the next run",
 /// yet the run exited 0 ("5 tasks, 0 failed") and the account's
 /// `last_error` was NULL with `last_error_at` set.
-#[test]
 fn a_large_message_whose_download_breaks_every_time_fails_the_run() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
@@ -926,3 +908,23 @@ fn a_large_message_whose_download_breaks_every_time_fails_the_run() {
     assert_mirror(&home, &dovecot, "alice", alice, "INBOX");
     assert_eq!(errors(&home, alice), "", "errors left behind");
 }
+
+both_stores!(
+    imap_reset_mid_fetch,
+    imap_clean_close_mid_fetch,
+    imap_stall_after_fetch,
+    imap_stall_before_the_greeting,
+    imap_garbage_instead_of_an_answer,
+    imap_trickle_is_cut_off,
+    imap_one_dropped_connection_costs_one_reconnect_not_the_run,
+    smtp_reset_after_data,
+    smtp_clean_close_after_rcpt,
+    smtp_stall_after_data,
+    smtp_stall_before_the_greeting,
+    smtp_garbage_instead_of_a_reply,
+    smtp_trickle_is_cut_off,
+    smtp_trickle_in_the_starttls_handshake_is_cut_off,
+    dovecot_restarted_mid_first_sync,
+    dovecot_killed_mid_first_sync,
+    a_large_message_whose_download_breaks_every_time_fails_the_run,
+);

@@ -16,10 +16,10 @@
 
 mod support;
 
-use rusqlite::OptionalExtension;
 use std::io::Read;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
+use support::db::Optional;
 use support::engine::*;
 use support::{
     header_of, Dovecot, FakeFolder, FakeImap, FakeImapOptions, Fault, FaultOn, TempHome, Then,
@@ -121,7 +121,7 @@ fn columns(home: &TempHome, emfdid: i64, uid: u32) -> Columns {
         .query_row(
             "SELECT subject, from_addr, to_addrs, message_id, date_at, size, partial \
              FROM email_messages WHERE emfdid = ? AND uid = ?",
-            rusqlite::params![emfdid, uid],
+            crate::params![emfdid, uid],
             |r| {
                 Ok((
                     r.get(0)?,
@@ -631,7 +631,7 @@ fn folder_error(home: &TempHome, acntid: i64, name: &str) -> Option<String> {
     db(home)
         .query_row(
             "SELECT last_error FROM email_folders WHERE acntid = ? AND name = ?",
-            rusqlite::params![acntid, name],
+            crate::params![acntid, name],
             |r| r.get(0),
         )
         .optional()
@@ -951,7 +951,7 @@ fn odd_folder_names_are_synced_or_skipped_with_a_clear_log_line() {
         let row: Option<(i64, String)> = db(&home)
             .query_row(
                 "SELECT emfdid, name FROM email_folders WHERE acntid = ? AND imap_name = ?",
-                rusqlite::params![acntid, String::from_utf8_lossy(wire)],
+                crate::params![acntid, String::from_utf8_lossy(wire)],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
@@ -1034,7 +1034,7 @@ fn a_garbled_list_response_keeps_the_known_folders_syncing() {
     db(&home)
         .execute(
             "UPDATE email_accounts SET imap_port = ? WHERE acntid = ?",
-            rusqlite::params![broken.port(), acntid],
+            crate::params![broken.port(), acntid],
         )
         .expect("move the account");
     let (out, _, _) = run_bounded(&home, &["--force"], &[], Duration::from_secs(30));
@@ -1077,7 +1077,7 @@ fn a_flag_check_answered_without_uids_deletes_nothing() {
     db(&home)
         .execute(
             "UPDATE email_accounts SET imap_port = ? WHERE acntid = ?",
-            rusqlite::params![broken.port(), acntid],
+            crate::params![broken.port(), acntid],
         )
         .expect("move the account");
     let (out, _, _) = run_bounded(&home, &["--force"], &[], Duration::from_secs(30));

@@ -116,12 +116,12 @@ impl Env {
         db(&self.home)
             .execute(
                 "UPDATE email_accounts SET oauth_access_token = ?, oauth_expires_at = ? WHERE acntid = ?",
-                rusqlite::params![token, expires_at, acntid],
+                crate::params![token, expires_at, acntid],
             )
             .expect("set the access token");
     }
 
-    fn column<T: rusqlite::types::FromSql>(&self, acntid: i64, column: &str) -> T {
+    fn column<T: support::db::FromVal>(&self, acntid: i64, column: &str) -> T {
         db(&self.home)
             .query_row(
                 &format!("SELECT {column} FROM email_accounts WHERE acntid = ?"),
@@ -427,7 +427,7 @@ fn invalid_grant_needs_consent_until_the_refresh_token_changes() {
     db(&e.home)
         .execute(
             "UPDATE email_accounts SET oauth_refresh_token = ? WHERE acntid = ?",
-            rusqlite::params![again.refresh_token, alice],
+            crate::params![again.refresh_token, alice],
         )
         .expect("the web application stores a new refresh token");
     assert!(!e.needs_consent(alice), "the trigger clears it");
@@ -499,7 +499,7 @@ fn token_endpoint_failures_fail_the_job_and_never_ask_for_consent() {
     db(&e.home)
         .execute(
             "UPDATE email_accounts SET oauth_token_url = ? WHERE acntid = ?",
-            rusqlite::params![format!("http://127.0.0.1:{closed}/token"), alice],
+            crate::params![format!("http://127.0.0.1:{closed}/token"), alice],
         )
         .expect("point at nothing");
     let (out, _) = run_within(&e.home, &["run", "--force"], bound);
@@ -511,7 +511,7 @@ fn token_endpoint_failures_fail_the_job_and_never_ask_for_consent() {
     db(&e.home)
         .execute(
             "UPDATE email_accounts SET oauth_token_url = ? WHERE acntid = ?",
-            rusqlite::params![e.oauth.token_url(), alice],
+            crate::params![e.oauth.token_url(), alice],
         )
         .expect("point back");
     run(&e.home, &["--force"], 0);
@@ -732,7 +732,7 @@ fn a_refused_login_backs_off_until_its_time_or_a_new_password() {
     db(&e.home)
         .execute(
             "UPDATE email_accounts SET imap_password = ?, smtp_password = ? WHERE acntid = ?",
-            rusqlite::params![e.dovecot.password("bob"), e.dovecot.password("bob"), bob],
+            crate::params![e.dovecot.password("bob"), e.dovecot.password("bob"), bob],
         )
         .expect("fix the password");
     assert_eq!(

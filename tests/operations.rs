@@ -460,7 +460,7 @@ fn the_metrics_file_after_a_run_with_a_failing_account_a_deferred_task_and_queue
         .execute(
             "INSERT INTO email_outbox (acntid, raw, created_at, next_attempt_at, state) \
              VALUES (?, ?, ?, ?, 'queued')",
-            rusqlite::params![
+            crate::params![
                 good,
                 mail.replace("metrics-1", "metrics-2"),
                 queued_at,
@@ -658,7 +658,7 @@ fn the_metrics_file_is_replaced_atomically_while_50_runs_write_it() {
             tx.execute(
                 "INSERT INTO email_accounts (email, imap_host, imap_port, imap_password, \
                  login_failures, login_retry_at) VALUES (?, '127.0.0.1', 1, 'pw', 1, ?)",
-                rusqlite::params![format!("u{i}@example.com"), now + 86_400],
+                crate::params![format!("u{i}@example.com"), now + 86_400],
             )
             .expect("insert");
         }

@@ -203,7 +203,7 @@ fn plain_is_used_only_when_an_account_says_so() {
     for bad in ["none", "", "ssl/tls", "PLAIN-ish"] {
         c.execute(
             "UPDATE email_accounts SET imap_security = ? WHERE acntid = ?",
-            rusqlite::params![bad, tls],
+            crate::params![bad, tls],
         )
         .expect("update");
         let before = fake.connections();
@@ -412,7 +412,7 @@ fn files_stay_private_under_a_careless_umask_and_loose_modes_are_repaired() {
     assert!(support::wait_until(Duration::from_secs(10), || {
         db(&home)
             .query_row("SELECT COUNT(*) FROM email_messages", [], |r| {
-                r.get::<_, i64>(0)
+                r.get::<i64>(0)
             })
             .unwrap_or(0)
             > 0

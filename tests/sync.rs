@@ -3,12 +3,10 @@
 
 mod support;
 
-use rusqlite::Connection;
 use std::time::{Duration, Instant};
 use support::engine::*;
 use support::{Dovecot, DovecotOptions, SilentServer, TempHome};
 
-#[test]
 fn new_mail_is_stored_once_byte_exact_without_setting_seen() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
@@ -64,7 +62,6 @@ fn new_mail_is_stored_once_byte_exact_without_setting_seen() {
     integrity_ok(&home);
 }
 
-#[test]
 fn log_lines_follow_the_seed_format_one_per_synced_folder() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
@@ -156,12 +153,10 @@ fn flags_and_expunges(dovecot: Dovecot, method: &str) {
     integrity_ok(&home);
 }
 
-#[test]
 fn full_sync_reflects_flags_and_expunges_with_qresync() {
     flags_and_expunges(Dovecot::start(), "flags and expunges by QRESYNC");
 }
 
-#[test]
 fn full_sync_reflects_flags_and_expunges_without_condstore() {
     flags_and_expunges(
         Dovecot::start_with(DovecotOptions {
@@ -172,7 +167,6 @@ fn full_sync_reflects_flags_and_expunges_without_condstore() {
     );
 }
 
-#[test]
 fn folder_recreated_with_new_uidvalidity_is_remapped_not_downloaded_again() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
@@ -244,7 +238,6 @@ fn folder_recreated_with_new_uidvalidity_is_remapped_not_downloaded_again() {
     integrity_ok(&home);
 }
 
-#[test]
 fn non_ascii_and_nested_folders() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
@@ -298,7 +291,6 @@ fn non_ascii_and_nested_folders() {
     assert_eq!(n, 1);
 }
 
-#[test]
 fn every_corpus_message_is_stored_byte_exact() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
@@ -323,7 +315,6 @@ fn every_corpus_message_is_stored_byte_exact() {
     assert_eq!(home.log("l-threading-error.txt"), "");
 }
 
-#[test]
 fn large_messages_come_header_first_then_whole() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
@@ -351,7 +342,6 @@ fn large_messages_come_header_first_then_whole() {
     assert!(debug.contains("fetched 1 large messages whole"), "{debug}");
 }
 
-#[test]
 fn killed_mid_sync_resumes_with_nothing_missing_or_twice() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
@@ -366,8 +356,9 @@ fn killed_mid_sync_resumes_with_nothing_missing_or_twice() {
     let mut child = home.engine().arg("run").spawn().expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let n: i64 = Connection::open(home.db_path())
-            .and_then(|c| c.query_row("SELECT COUNT(*) FROM email_messages", [], |r| r.get(0)))
+        let n: i64 = home
+            .db()
+            .query_row("SELECT COUNT(*) FROM email_messages", [], |r| r.get(0))
             .unwrap_or(0);
         if n > 0 {
             break;
@@ -418,7 +409,6 @@ fn killed_mid_sync_resumes_with_nothing_missing_or_twice() {
     integrity_ok(&home);
 }
 
-#[test]
 fn a_second_run_exits_at_once_while_one_is_live() {
     let home = TempHome::new();
     let silent = SilentServer::start();
@@ -449,7 +439,6 @@ fn a_second_run_exits_at_once_while_one_is_live() {
     assert_eq!(v["run"]["live"], serde_json::Value::Bool(false));
 }
 
-#[test]
 fn a_stalled_server_costs_about_two_timeouts_and_others_still_sync() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
@@ -475,7 +464,6 @@ fn a_stalled_server_costs_about_two_timeouts_and_others_still_sync() {
         .contains(&format!("[{stalled},]")));
 }
 
-#[test]
 fn a_wrong_password_fails_only_that_account() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
@@ -505,7 +493,7 @@ fn a_wrong_password_fails_only_that_account() {
     let c = db(&home);
     c.execute(
         "UPDATE email_accounts SET imap_password = ? WHERE acntid = ?",
-        rusqlite::params![dovecot.password("bob"), bad],
+        crate::params![dovecot.password("bob"), bad],
     )
     .expect("fix password");
     run(&home, &["--force"], 0);
@@ -514,7 +502,6 @@ fn a_wrong_password_fails_only_that_account() {
     assert_mirror(&home, &dovecot, "bob", bad, "INBOX");
 }
 
-#[test]
 fn starttls_and_plain_accounts() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
@@ -540,7 +527,6 @@ fn starttls_and_plain_accounts() {
     assert_mirror(&home, &dovecot, "bob", b, "INBOX");
 }
 
-#[test]
 fn run_time_limit_stops_and_the_next_run_resumes() {
     let dovecot = Dovecot::start();
     let home = TempHome::new();
@@ -561,3 +547,20 @@ fn run_time_limit_stops_and_the_next_run_resumes() {
     run(&home, &[], 0);
     assert_mirror(&home, &dovecot, "carol", acntid, "INBOX");
 }
+
+both_stores!(
+    new_mail_is_stored_once_byte_exact_without_setting_seen,
+    log_lines_follow_the_seed_format_one_per_synced_folder,
+    full_sync_reflects_flags_and_expunges_with_qresync,
+    full_sync_reflects_flags_and_expunges_without_condstore,
+    folder_recreated_with_new_uidvalidity_is_remapped_not_downloaded_again,
+    non_ascii_and_nested_folders,
+    every_corpus_message_is_stored_byte_exact,
+    large_messages_come_header_first_then_whole,
+    killed_mid_sync_resumes_with_nothing_missing_or_twice,
+    a_second_run_exits_at_once_while_one_is_live,
+    a_stalled_server_costs_about_two_timeouts_and_others_still_sync,
+    a_wrong_password_fails_only_that_account,
+    starttls_and_plain_accounts,
+    run_time_limit_stops_and_the_next_run_resumes,
+);

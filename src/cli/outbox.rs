@@ -3,7 +3,7 @@
 use super::args::OutboxCmd;
 use crate::error::{exit, Error, Result};
 use crate::outbox::{self, QueueError};
-use crate::store::Store;
+use crate::store::{OutboxRow, OutboxState, Store};
 use serde_json::json;
 use std::io::Read;
 
@@ -33,6 +33,16 @@ pub fn command(store: &mut Store, cmd: OutboxCmd, now: i64) -> Result<i32> {
             json: as_json,
         } => {
             let rows = store.outbox_list(state)?;
+            let holders = store.holders()?;
+            // Who sends it: the run holding its account (SPEC §13), or the
+            // one that claimed it when it is `sending`.
+            let holder = |r: &OutboxRow| -> Option<String> {
+                let sending = r.state == OutboxState::Sending.as_str();
+                holders
+                    .get(&r.acntid)
+                    .cloned()
+                    .or_else(|| r.claimed_by.clone().filter(|_| sending))
+            };
             if as_json {
                 let v: Vec<_> = rows
                     .iter()
@@ -43,6 +53,7 @@ pub fn command(store: &mut Store, cmd: OutboxCmd, now: i64) -> Result<i32> {
                             "next_attempt_at": r.next_attempt_at, "last_error": r.last_error,
                             "created_at": r.created_at, "sent_at": r.sent_at,
                             "message_id": r.message_id, "sent_copy": r.sent_copy,
+                            "claimed_by": r.claimed_by, "held_by": holder(r),
                         })
                     })
                     .collect();
@@ -50,13 +61,16 @@ pub fn command(store: &mut Store, cmd: OutboxCmd, now: i64) -> Result<i32> {
             } else {
                 for r in &rows {
                     println!(
-                        "{:>6} {:>5} {:<9} attempts {:<3} {} -> {}{}",
+                        "{:>6} {:>5} {:<9} attempts {:<3} {} -> {}{}{}",
                         r.emoid,
                         r.acntid,
                         r.state,
                         r.attempts,
                         r.mail_from.as_deref().unwrap_or("-"),
                         r.rcpt_to.as_deref().unwrap_or("-"),
+                        holder(r)
+                            .map(|h| format!(" [held by {h}]"))
+                            .unwrap_or_default(),
                         r.last_error
                             .as_deref()
                             .map(|e| format!("\n       {e}"))

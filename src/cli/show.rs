@@ -21,6 +21,8 @@ fn local(t: Option<i64>) -> String {
 /// Prints the plan as a table or as JSON (`plan --json`, SPEC §2).
 pub fn plan(store: &Store, tasks: &[Task], as_json: bool) -> Result<()> {
     let folders = store.folders(None, false)?;
+    // Accounts another engine host holds now (PostgreSQL, SPEC §13).
+    let holders = store.holders()?;
     let name_of = |emfdid: Option<i64>| {
         emfdid
             .and_then(|id| folders.iter().find(|f| f.emfdid == id))
@@ -43,6 +45,7 @@ pub fn plan(store: &Store, tasks: &[Task], as_json: bool) -> Result<()> {
                     "overdue": t.overdue,
                     "reason": t.reason,
                     "deferred": t.deferred,
+                    "held_by": holders.get(&t.acntid),
                 })
             })
             .collect();
@@ -59,7 +62,7 @@ pub fn plan(store: &Store, tasks: &[Task], as_json: bool) -> Result<()> {
     );
     for t in tasks {
         println!(
-            "{:>6} {:>6}  {:<6}  {:<24}  {}{}",
+            "{:>6} {:>6}  {:<6}  {:<24}  {}{}{}",
             t.acntid,
             t.emfdid.map_or("-".to_string(), |e| e.to_string()),
             t.kind.as_str(),
@@ -69,7 +72,11 @@ pub fn plan(store: &Store, tasks: &[Task], as_json: bool) -> Result<()> {
                 " [deferred to the next run]"
             } else {
                 ""
-            }
+            },
+            holders
+                .get(&t.acntid)
+                .map(|h| format!(" [held by {h}]"))
+                .unwrap_or_default()
         );
     }
     Ok(())
@@ -83,6 +90,8 @@ struct Status {
     /// Each live folder with when it is next due.
     folders: Vec<(Folder, i64)>,
     outbox: Vec<(OutboxState, i64)>,
+    /// Accounts an engine run holds now, with its `HOSTNAME:PID`.
+    holders: std::collections::HashMap<i64, String>,
 }
 
 impl Status {
@@ -110,6 +119,7 @@ impl Status {
             accounts,
             folders,
             outbox: store.outbox_counts()?,
+            holders: store.holders()?,
         })
     }
 
@@ -152,6 +162,7 @@ impl Status {
                     "waits": crate::auth::hold(a, self.now),
                     "last_error": a.last_error,
                     "last_error_at": a.last_error_at,
+                    "held_by": self.holders.get(&a.acntid),
                     "folders": folders,
                 })
             })
@@ -180,10 +191,14 @@ impl Status {
         }
         for a in &self.accounts {
             println!(
-                "account {} {}{}{}{}{}",
+                "account {} {}{}{}{}{}{}",
                 a.acntid,
                 a.email,
                 if a.active { "" } else { " (inactive)" },
+                self.holders
+                    .get(&a.acntid)
+                    .map(|h| format!(" [held by {h}]"))
+                    .unwrap_or_default(),
                 oauth_line(a),
                 crate::auth::hold(a, now)
                     .map(|w| format!("\n  waits: {w}"))

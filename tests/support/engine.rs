@@ -2,7 +2,6 @@
 //! database, and the comparison of the store with the server.
 
 use super::{mode_of, text, Dovecot, TempHome};
-use rusqlite::Connection;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -157,8 +156,9 @@ pub fn run(home: &TempHome, args: &[&str], code: i32) -> Output {
     expect_code(home, &all, &[], code)
 }
 
-pub fn db(home: &TempHome) -> Connection {
-    Connection::open(home.db_path()).expect("open db")
+/// A connection to the home's database (SQLite or PostgreSQL).
+pub fn db(home: &TempHome) -> super::Db {
+    home.db()
 }
 
 /// The account's `last_error` (None when it has none).
@@ -177,7 +177,7 @@ pub fn emfdid(home: &TempHome, acntid: i64, name: &str) -> i64 {
     db(home)
         .query_row(
             "SELECT emfdid FROM email_folders WHERE acntid = ? AND name = ?",
-            rusqlite::params![acntid, name],
+            crate::params![acntid, name],
             |r| r.get(0),
         )
         .unwrap_or_else(|e| panic!("folder {name}: {e}"))
@@ -244,6 +244,9 @@ pub fn assert_mirror(home: &TempHome, dovecot: &Dovecot, user: &str, acntid: i64
 }
 
 pub fn integrity_ok(home: &TempHome) {
+    if home.store() == super::Store::Postgres {
+        return; // PostgreSQL checks its own pages
+    }
     let r: String = db(home)
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("integrity_check");

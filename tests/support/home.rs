@@ -8,6 +8,9 @@ use std::process::Command;
 /// Removed on drop.
 pub struct TempHome {
     dir: tempfile::TempDir,
+    /// The home's PostgreSQL database (`BACKPROC_DATABASE_URL` of every
+    /// command), or None for SQLite.
+    database_url: Option<String>,
 }
 
 impl Default for TempHome {
@@ -17,12 +20,50 @@ impl Default for TempHome {
 }
 
 impl TempHome {
+    /// A home on the store the current test runs on ([`super::db::current`]).
     pub fn new() -> TempHome {
+        Self::on(super::db::current())
+    }
+
+    /// A home on `store`: on PostgreSQL with a database of its own in the
+    /// shared cluster.
+    pub fn on(store: super::Store) -> TempHome {
+        let database_url = match store {
+            super::Store::Sqlite => None,
+            super::Store::Postgres => Some(super::postgres::shared().new_database()),
+        };
+        Self::with_database_url(database_url)
+    }
+
+    /// A home whose commands use `database_url` (None: SQLite).
+    pub fn with_database_url(database_url: Option<String>) -> TempHome {
         TempHome {
             dir: tempfile::Builder::new()
                 .prefix("bp-home-")
                 .tempdir()
                 .expect("create temp home"),
+            database_url,
+        }
+    }
+
+    /// The home's PostgreSQL URL, if it is on PostgreSQL.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
+    }
+
+    /// The store this home's engine uses.
+    pub fn store(&self) -> super::Store {
+        match self.database_url {
+            Some(_) => super::Store::Postgres,
+            None => super::Store::Sqlite,
+        }
+    }
+
+    /// A connection to the home's database, whichever store.
+    pub fn db(&self) -> super::Db {
+        match &self.database_url {
+            Some(url) => super::Db::postgres(url),
+            None => super::Db::sqlite(&self.db_path()),
         }
     }
 
@@ -70,8 +111,13 @@ impl TempHome {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_engine"));
         cmd.env_remove("BACKPROC_HOME")
             .env_remove("BACKPROC_CONFIG")
+            .env_remove("BACKPROC_DATABASE_URL")
+            .env_remove("PGPASSWORD")
             .arg("--home")
             .arg(self.path());
+        if let Some(url) = &self.database_url {
+            cmd.env("BACKPROC_DATABASE_URL", url);
+        }
         cmd
     }
 }

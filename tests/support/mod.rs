@@ -27,6 +27,10 @@
 //! - `fake_imap`: [`FakeImap`], a scripted IMAP server (`fake_imap.py`) that
 //!   sends chosen malformed responses for one folder, serves names Dovecot
 //!   refuses and messages byte for byte, and records every command it gets.
+//! - `db`: [`Db`], the engine's database as tests read and write it, on
+//!   SQLite or PostgreSQL alike, and [`both_stores!`] to run a test on each.
+//! - `postgres`: [`PgCluster`], a private PostgreSQL 15 cluster (one per
+//!   test process, shared; or a test's own to restart and stop).
 //! - `engine`: driving the engine binary in a [`TempHome`] (`engine_with`,
 //!   `expect_code`, `run`, `add_account`, `queue`, ...), reading its database
 //!   (`db`, `stored`, `account_error`, ...) and checking it (`assert_mirror`,
@@ -45,17 +49,20 @@
 //! (Dovecot and Postfix switch users; the mail store is owned by `nobody`).
 #![allow(dead_code, unused_imports)]
 
+pub mod db;
 pub mod dovecot;
 pub mod engine;
 pub mod fake_imap;
 pub mod home;
 pub mod oauth;
 pub mod postfix;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod smtp;
 pub mod tls;
 
+pub use db::{Db, Store};
 pub use dovecot::{
     CertChoice, Dovecot, DovecotOptions, FolderInfo, FolderStatus, ImapTool,
     CAPS_WITHOUT_CONDSTORE, DEFAULT_USERS,
@@ -69,6 +76,7 @@ pub use oauth::{
     OAuthRequest, OAuthServer, OAuthServerOptions, Tokens, DEFAULT_CLIENT_ID, DEVICE_GRANT,
 };
 pub use postfix::{Postfix, PostfixOptions};
+pub use postgres::PgCluster;
 // The rest of the proxy's names (Rule, When, Fault, ...) are used as
 // `support::proxy::X`: `Fault` is also fake_imap's.
 pub use proxy::FaultProxy;

@@ -196,7 +196,7 @@ pub fn write_owner(dir: &std::path::Path) {
 
 /// Kills servers left behind by test processes that died without running
 /// `Drop` (killed by a timeout, SIGKILL, Ctrl-C): every `bp-dovecot-*` /
-/// `bp-postfix-*` temp dir whose `owner` file names a process that no longer
+/// `bp-postfix-*` / `bp-postgres-*` temp dir whose `owner` file names a process that no longer
 /// exists gets its master (from the dir's own pid file) and that master's
 /// process group killed, and is removed. Dirs without an owner file, or
 /// whose owner lives, are left alone. Runs once per test process.
@@ -217,6 +217,8 @@ pub fn reap_orphans_now() {
                 "run/master.pid"
             } else if name.starts_with("bp-postfix-") {
                 "queue/pid/master.pid"
+            } else if name.starts_with("bp-postgres-") {
+                "data/postmaster.pid"
             } else {
                 continue;
             };
