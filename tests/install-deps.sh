@@ -2,7 +2,8 @@
 # Installs the Debian packages the integration tests need (real Dovecot and
 # Postfix started by tests/support/, aiosmtpd for scripted SMTP, openssl for
 # the test CA; systemd-analyze, logrotate, promtool, node_exporter and man
-# for tests/operations.rs). Idempotent: when everything is present it only
+# for tests/operations.rs; PostgreSQL for the store tests of SPEC §13, whose
+# support code starts private clusters with initdb and pg_ctl). Idempotent: when everything is present it only
 # asks dpkg and exits. Non-interactive. Needs root (or sudo) on Debian 12 / Ubuntu.
 #
 # The packages' own system services are not wanted: the tests start private
@@ -11,7 +12,7 @@
 set -eu
 
 PACKAGES="dovecot-imapd dovecot-lmtpd postfix python3-aiosmtpd isync swaks openssl time
-    systemd logrotate prometheus prometheus-node-exporter man-db"
+    systemd logrotate prometheus prometheus-node-exporter man-db postgresql"
 
 missing=""
 for p in $PACKAGES; do
@@ -72,6 +73,10 @@ for bin in dovecot doveadm postfix postconf openssl systemd-analyze logrotate pr
         exit 1
     }
 done
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || {
+    echo "install-deps.sh: no initdb under /usr/lib/postgresql after install" >&2
+    exit 1
+}
 # OAuth tests: Dovecot's oauth2 passdb is built into its auth process
 # (dovecot-core on Debian 12), and the provider needs Python's ssl module.
 grep -q oauth2_introspection_start /usr/lib/dovecot/auth || {

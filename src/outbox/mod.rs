@@ -584,7 +584,18 @@ fn copy_to_sent(store: &mut Store, d: &Drain<'_>, skip: &mut HashSet<i64>) {
         if skip.contains(&acntid) || !d.serves(acntid) {
             continue;
         }
-        if let Err(e) = copy_account(store, d, acntid, now) {
+        // Only the account's holder stores its copies (SPEC §13).
+        match d.leases.take(acntid) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                log::warn!("Sent copies: {}", chain(&e));
+                return;
+            }
+        }
+        let copied = copy_account(store, d, acntid, now);
+        d.leases.release(acntid);
+        if let Err(e) = copied {
             let why = chain(&e);
             skip.insert(acntid);
             log::warn!(

@@ -22,7 +22,23 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-const BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The newest PostgreSQL's programs under `/usr/lib/postgresql/N/bin`
+/// (Debian 12: 15).
+fn bin() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let newest = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                    .max()
+            })
+            .ok()
+            .flatten()
+            .expect("PostgreSQL is not installed (run tests/install-deps.sh)");
+        format!("/usr/lib/postgresql/{newest}/bin")
+    })
+}
 /// The engine's role and its password.
 pub const ENGINE_ROLE: &str = "engine";
 pub const ENGINE_PASSWORD: &str = "pg-s3cret-engine";
@@ -53,9 +69,10 @@ pub fn shared() -> &'static PgCluster {
 fn watch(dir: &Path) {
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         runuser -u postgres -- {BIN}/pg_ctl -D {data} stop -m immediate >/dev/null 2>&1; \
+         runuser -u postgres -- {bin}/pg_ctl -D {data} stop -m immediate >/dev/null 2>&1; \
          rm -rf {dir}",
         pid = std::process::id(),
+        bin = bin(),
         data = dir.join("data").display(),
         dir = dir.display()
     );
@@ -71,7 +88,7 @@ fn watch(dir: &Path) {
 
 fn as_postgres(program: &str) -> Command {
     let mut c = Command::new("runuser");
-    c.args(["-u", "postgres", "--", &format!("{BIN}/{program}")]);
+    c.args(["-u", "postgres", "--", &format!("{}/{program}", bin())]);
     c
 }
 

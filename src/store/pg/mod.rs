@@ -252,7 +252,15 @@ impl Postgres {
     /// Applies pending migrations under an advisory lock (hosts starting
     /// at once do not race).
     pub fn migrate(&self) -> Result<()> {
-        schema::migrate(&mut self.client.borrow_mut())
+        // The first statements of every command: a role without rights on
+        // the schema says so here, naming the database.
+        schema::migrate(&mut self.client.borrow_mut()).map_err(|e| match e {
+            Error::Pg { what, source } => Error::Pg {
+                what: format!("PostgreSQL ({}): {what}", self.target.describe()),
+                source,
+            },
+            e => e,
+        })
     }
 
     /// Commits of this connection wait for the disk (the outbox: a "sent"

@@ -1,0 +1,628 @@
+//! PostgreSQL as the store and several engine hosts on one database
+//! (SPEC §13), against a real PostgreSQL 15 cluster, a real Dovecot and a
+//! real Postfix: hosts sharing the accounts round after round, a host
+//! killed mid-run, two hosts draining one outbox, the server restarted
+//! mid-run, and the errors an administrator sees. (The sync, outbox, crash
+//! and fault suites run on PostgreSQL too: their `on_postgres::` tests.)
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::engine::{add_account, add_account_smtp, assert_mirror, config, message, queue, Side};
+use support::postgres::{self, ENGINE_PASSWORD, ENGINE_ROLE, NO_RIGHTS_PASSWORD, NO_RIGHTS_ROLE};
+use support::{text, wait_until, Db, Dovecot, DovecotOptions, PgCluster, Postfix, TempHome};
+
+/// The engine's lock class (`src/store/pg/leases.rs`, named in the README).
+const LOCK_CLASS: i32 = 0x6270_6163;
+
+/// Two install directories on one database: two engine hosts.
+fn two_hosts(dovecot: &Dovecot, url: &str, extra: &str) -> (TempHome, TempHome) {
+    let a = TempHome::with_database_url(Some(url.to_string()));
+    let b = TempHome::with_database_url(Some(url.to_string()));
+    config(&a, dovecot, extra);
+    config(&b, dovecot, extra);
+    (a, b)
+}
+
+fn spawn_run(home: &TempHome, args: &[&str], env: &[(&str, &str)]) -> Child {
+    home.engine()
+        .arg("run")
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn engine run")
+}
+
+/// Waits for a run (within 120 s); its output.
+fn finish(child: Child, home: &TempHome) -> Output {
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output());
+    if !wait_until(Duration::from_secs(120), || waiter.is_finished()) {
+        support::process::signal(pid, "KILL");
+        panic!("a run did not end in 120 s\n{}", home.log("l-debug.log"));
+    }
+    waiter.join().expect("join").expect("output")
+}
+
+/// Users `u01`..`uNN` with their passwords.
+fn users(n: usize) -> Vec<(String, String)> {
+    (1..=n)
+        .map(|i| (format!("u{i:02}"), format!("pw-u{i:02}")))
+        .collect()
+}
+
+/// `[acntid,emfdid]` of every `received N new messages` line in `log`.
+fn received_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("] received ") && l.contains(" new messages in "))
+        .filter_map(|l| {
+            let tag = &l[l.rfind('[')?..];
+            Some(tag.to_string())
+        })
+        .collect()
+}
+
+/// Moves every folder's sync times back two hours: each is due again, as
+/// if the time between two cron runs had passed.
+fn age_folders(db: &Db) {
+    db.execute(
+        "UPDATE email_folders SET last_recent_sync_at = last_recent_sync_at - 7200, \
+         last_full_sync_at = last_full_sync_at - 7200",
+        [],
+    )
+    .expect("age the folders");
+}
+
+#[test]
+fn two_hosts_share_forty_accounts_round_after_round() {
+    const ACCOUNTS: usize = 40;
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        users: users(ACCOUNTS),
+        ..DovecotOptions::default()
+    });
+    let url = postgres::shared().new_database();
+    let (a, b) = two_hosts(&dovecot, &url, "");
+    let mut ids = Vec::new();
+    for (user, _) in users(ACCOUNTS) {
+        // Every other account added through the other host: both write.
+        let home = if ids.len() % 2 == 0 { &a } else { &b };
+        ids.push((user.clone(), add_account(home, &dovecot, &user)));
+    }
+    let db = a.db();
+    let mut seen = 0;
+    let mut by_host = [0usize; 2];
+    for round in 0..5 {
+        // New mail for some accounts each round (all of them in the first).
+        for (i, (user, _)) in ids.iter().enumerate() {
+            if round == 0 || (i + round) % 3 == 0 {
+                let msgs: Vec<Vec<u8>> =
+                    (0..3).map(|k| message(seen + i * 10 + k, 2_000)).collect();
+                dovecot.imap(user).append_many("INBOX", &msgs);
+            }
+        }
+        seen += 1000;
+        if round > 0 {
+            age_folders(&db);
+        }
+        let (log_a, log_b) = (a.log("l-info.log").len(), b.log("l-info.log").len());
+        let (ra, rb) = (spawn_run(&a, &[], &[]), spawn_run(&b, &[], &[]));
+        let (oa, ob) = (finish(ra, &a), finish(rb, &b));
+        for (o, h) in [(&oa, &a), (&ob, &b)] {
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "round {round}: {}\n{}",
+                text(&o.stderr),
+                h.log("l-debug.log")
+            );
+        }
+        let (new_a, new_b) = (
+            a.log("l-info.log")[log_a..].to_string(),
+            b.log("l-info.log")[log_b..].to_string(),
+        );
+        let mut lines: HashMap<String, usize> = HashMap::new();
+        for tag in received_lines(&new_a)
+            .into_iter()
+            .chain(received_lines(&new_b))
+        {
+            *lines.entry(tag).or_default() += 1;
+        }
+        by_host[0] += received_lines(&new_a).len();
+        by_host[1] += received_lines(&new_b).len();
+        // Every account's Inbox was due: each synced by exactly one host.
+        for (_, acntid) in &ids {
+            let emfdid: i64 = db
+                .query_row(
+                    "SELECT emfdid FROM email_folders WHERE acntid = ? AND imap_name = 'INBOX'",
+                    [*acntid],
+                    |r| r.get(0),
+                )
+                .expect("inbox");
+            let tag = format!("[{acntid},{emfdid}]");
+            assert_eq!(
+                lines.get(&tag).copied().unwrap_or(0),
+                1,
+                "round {round}: {tag} synced by {} hosts\nA:\n{new_a}\nB:\n{new_b}",
+                lines.get(&tag).copied().unwrap_or(0)
+            );
+        }
+        for (user, acntid) in &ids {
+            assert_mirror(&a, &dovecot, user, *acntid, "INBOX");
+        }
+        // Nobody holds anything once both runs are over.
+        let held: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM email_accounts WHERE lease_owner IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .expect("leases");
+        assert_eq!(held, 0, "round {round}: lease_owner left set");
+    }
+    eprintln!("received lines by host over 5 rounds: {by_host:?}");
+    assert!(
+        by_host[0] > 0 && by_host[1] > 0,
+        "one host did all the work: {by_host:?}"
+    );
+}
+
+#[test]
+fn a_host_killed_mid_run_gives_its_accounts_to_the_next_run_at_once() {
+    let dovecot = Dovecot::start();
+    let postfix = Postfix::start(&dovecot);
+    let url = postgres::shared().new_database();
+    let (a, b) = two_hosts(&dovecot, &url, "");
+    let mut accounts = Vec::new();
+    for user in ["alice", "carol", "dave"] {
+        let imap_password = dovecot.password(user);
+        let id = add_account_smtp(
+            &a,
+            user,
+            Side {
+                security: "tls",
+                port: dovecot.imaps_port(),
+                password: &imap_password,
+            },
+            Side {
+                security: "starttls",
+                port: postfix.submission_port(),
+                password: &imap_password,
+            },
+        );
+        let msgs: Vec<Vec<u8>> = (0..1500).map(|i| message(i, 3_000)).collect();
+        dovecot.imap(user).append_many("INBOX", &msgs);
+        accounts.push((user, id));
+    }
+    let alice = accounts[0].1;
+    let raw = format!(
+        "From: alice@example.com\r\nTo: bob@example.com\r\nSubject: in flight\r\n\
+         Message-ID: <in-flight@test.example.com>\r\n\r\nbody\r\n"
+    );
+    let emoid = queue(&a, alice, raw.as_bytes());
+    // Host A dies the moment Postfix has accepted the message, before it
+    // records it: the message stays `sending`, the first sync half done.
+    let run_a = spawn_run(&a, &[], &[("BACKPROC_FAILPOINTS", "smtp-accepted=1")]);
+    let out_a = finish(run_a, &a);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out_a.status.signal(), Some(9), "{}", text(&out_a.stderr));
+    let db = b.db();
+    let (state, claimed_by): (String, Option<String>) = db
+        .query_row(
+            "SELECT state, claimed_by FROM email_outbox WHERE emoid = ?",
+            [emoid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row");
+    assert_eq!(state, "sending");
+    assert!(
+        claimed_by.is_some_and(|c| c.contains(':')),
+        "claimed_by HOST:PID"
+    );
+    // Host B, right after: no lock to wait out.
+    let t0 = Instant::now();
+    let out_b = finish(spawn_run(&b, &[], &[]), &b);
+    let took = t0.elapsed();
+    assert_eq!(
+        out_b.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out_b.stderr),
+        b.log("l-debug.log")
+    );
+    assert!(
+        took < Duration::from_secs(60),
+        "host B took {took:?}: it waited for A's locks"
+    );
+    let log_b = b.log("l-info.log");
+    assert!(
+        log_b.contains(&format!(
+            "message emoid={emoid} was being sent when a run stopped"
+        )),
+        "{log_b}"
+    );
+    let state: String = db
+        .query_row(
+            "SELECT state FROM email_outbox WHERE emoid = ?",
+            [emoid],
+            |r| r.get(0),
+        )
+        .expect("row");
+    assert_eq!(state, "sent");
+    for (user, id) in &accounts {
+        assert_mirror(&b, &dovecot, user, *id, "INBOX");
+    }
+    // At least once: the one in flight may arrive twice, never lost.
+    let bob = dovecot.imap("bob");
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let n = bob
+                .fetch_raw_all("INBOX")
+                .iter()
+                .filter(|(_, r, _)| r.windows(27).any(|w| w == b"in-flight@test.example.com>"))
+                .count();
+            (1..=2).contains(&n)
+        }),
+        "the message in flight did not arrive\n{}",
+        postfix.log_contents()
+    );
+}
+
+#[test]
+fn two_hosts_drain_two_hundred_messages_each_delivered_and_copied_once() {
+    const SENDERS: usize = 10;
+    const EACH: usize = 20;
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        users: users(SENDERS),
+        ..DovecotOptions::default()
+    });
+    let postfix = Postfix::start(&dovecot);
+    let url = postgres::shared().new_database();
+    let (a, b) = two_hosts(&dovecot, &url, "");
+    let mut ids = Vec::new();
+    for (user, password) in users(SENDERS) {
+        let id = add_account_smtp(
+            &a,
+            &user,
+            Side {
+                security: "tls",
+                port: dovecot.imaps_port(),
+                password: &password,
+            },
+            Side {
+                security: "starttls",
+                port: postfix.submission_port(),
+                password: &password,
+            },
+        );
+        for k in 0..EACH {
+            let raw = format!(
+                "From: {user}@example.com\r\nTo: bob@example.com\r\nSubject: {user} {k}\r\n\
+                 Message-ID: <{user}.{k}@drain.test>\r\n\r\nbody {k}\r\n"
+            );
+            queue(&a, id, raw.as_bytes());
+        }
+        ids.push((user, id));
+    }
+    // Only the outbox: both hosts at the same moment.
+    let (ra, rb) = (
+        spawn_run(&a, &["--no-sync"], &[]),
+        spawn_run(&b, &["--no-sync"], &[]),
+    );
+    let (oa, ob) = (finish(ra, &a), finish(rb, &b));
+    assert_eq!(oa.status.code(), Some(0), "{}", text(&oa.stderr));
+    assert_eq!(ob.status.code(), Some(0), "{}", text(&ob.stderr));
+    let sent = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("] sent message emoid="))
+            .count()
+    };
+    let (sent_a, sent_b) = (sent(&a.log("l-info.log")), sent(&b.log("l-info.log")));
+    assert_eq!(
+        sent_a + sent_b,
+        SENDERS * EACH,
+        "each message sent once by one host"
+    );
+    eprintln!("sent by host A {sent_a}, by host B {sent_b}");
+    let db = a.db();
+    let not_sent: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM email_outbox WHERE state != 'sent' OR sent_copy != 'done'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(not_sent, 0);
+    let count_ids = |raws: Vec<(u32, Vec<u8>, String)>| {
+        let mut n: HashMap<String, usize> = HashMap::new();
+        for (_, raw, _) in raws {
+            let head = String::from_utf8_lossy(support::header_of(&raw)).into_owned();
+            if let Some(id) = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Message-ID: <"))
+                .and_then(|r| r.strip_suffix('>'))
+            {
+                *n.entry(id.to_string()).or_default() += 1;
+            }
+        }
+        n
+    };
+    let bob = dovecot.imap("bob");
+    assert!(
+        wait_until(Duration::from_secs(60), || bob.uids("INBOX").len()
+            >= SENDERS * EACH),
+        "not all delivered\n{}",
+        postfix.log_contents()
+    );
+    let inbox = count_ids(bob.fetch_raw_all("INBOX"));
+    assert_eq!(inbox.len(), SENDERS * EACH);
+    assert!(inbox.values().all(|n| *n == 1), "a message delivered twice");
+    for (user, _) in &ids {
+        let imap = dovecot.imap(user);
+        let sent = count_ids(imap.fetch_raw_all("Sent"));
+        assert_eq!(sent.len(), EACH, "{user}'s Sent");
+        assert!(sent.values().all(|n| *n == 1), "{user}: a Sent copy twice");
+    }
+}
+
+#[test]
+fn postgresql_restarted_mid_run_ends_the_run_and_the_next_is_exact() {
+    let cluster = PgCluster::start();
+    let dovecot = Dovecot::start();
+    let home = TempHome::with_database_url(Some(cluster.new_database()));
+    config(&home, &dovecot, "");
+    let mut ids = Vec::new();
+    for user in ["alice", "carol"] {
+        let msgs: Vec<Vec<u8>> = (0..3000).map(|i| message(i, 4_000)).collect();
+        dovecot.imap(user).append_many("INBOX", &msgs);
+        ids.push((user, add_account(&home, &dovecot, user)));
+    }
+    let child = spawn_run(&home, &[], &[]);
+    let db = home.db();
+    assert!(
+        wait_until(Duration::from_secs(60), || db
+            .query_row("SELECT COUNT(*) FROM email_messages", [], |r| r
+                .get::<i64>(0))
+            .unwrap_or(0)
+            > 0),
+        "nothing stored"
+    );
+    drop(db);
+    cluster.restart();
+    let out = finish(child, &home);
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(75) | Some(73)),
+        "exit {code:?}: {}\n{}",
+        text(&out.stderr),
+        home.log("l-debug.log")
+    );
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains(ENGINE_PASSWORD), "{stderr}");
+    assert!(stderr.contains("PostgreSQL"), "{stderr}");
+    let out = finish(spawn_run(&home, &[], &[]), &home);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stderr),
+        home.log("l-debug.log")
+    );
+    for (user, id) in &ids {
+        assert_mirror(&home, &dovecot, user, *id, "INBOX");
+    }
+}
+
+/// `engine status` with `url` as `BACKPROC_DATABASE_URL`: exit code and stderr.
+fn status_with(url: &str) -> (Option<i32>, String) {
+    let home = TempHome::with_database_url(Some(url.to_string()));
+    let out = home.engine().arg("status").output().expect("engine status");
+    (out.status.code(), text(&out.stderr))
+}
+
+#[test]
+fn errors_name_the_database_and_never_the_password() {
+    let cluster = postgres::shared();
+    let port = cluster.port();
+    let db = cluster.create_database();
+    let cases: Vec<(String, i32, Vec<String>)> = vec![
+        (
+            format!("postgresql://{ENGINE_ROLE}:wrong-pw-1@127.0.0.1:{port}/{db}?sslmode=disable"),
+            73,
+            vec![
+                format!("{ENGINE_ROLE}@127.0.0.1:{port}/{db}"),
+                "password authentication failed".into(),
+            ],
+        ),
+        (
+            format!("postgresql://{ENGINE_ROLE}:{ENGINE_PASSWORD}@127.0.0.1:{port}/no_such_db?sslmode=disable"),
+            73,
+            vec!["no_such_db".into(), "does not exist".into()],
+        ),
+        (
+            format!("postgresql://{NO_RIGHTS_ROLE}:{NO_RIGHTS_PASSWORD}@127.0.0.1:{port}/{db}?sslmode=disable"),
+            73,
+            vec![NO_RIGHTS_ROLE.into(), "permission denied".into()],
+        ),
+        (
+            format!("postgresql://{ENGINE_ROLE}:{ENGINE_PASSWORD}@127.0.0.1:{}/{db}?sslmode=disable", support::free_port()),
+            73,
+            vec!["cannot connect to PostgreSQL".into()],
+        ),
+        (
+            format!("postgresql://{ENGINE_ROLE}:{ENGINE_PASSWORD}@127.0.0.1:{port}/{db}?sslmode=sometimes"),
+            78,
+            vec!["BG_DATABASE_URL".into(), "sslmode".into()],
+        ),
+        (
+            format!("mysql://{ENGINE_ROLE}:{ENGINE_PASSWORD}@127.0.0.1/{db}"),
+            78,
+            vec!["BG_DATABASE_URL".into()],
+        ),
+    ];
+    for (url, code, words) in cases {
+        let (got, stderr) = status_with(&url);
+        assert_eq!(got, Some(code), "{url}: {stderr}");
+        for w in words {
+            assert!(stderr.contains(&w), "{url}: {w:?} not in {stderr}");
+        }
+        for secret in [ENGINE_PASSWORD, NO_RIGHTS_PASSWORD, "wrong-pw-1"] {
+            assert!(!stderr.contains(secret), "{url}: password in {stderr}");
+        }
+    }
+    // The password from PGPASSWORD works like one in the URL.
+    let home = TempHome::with_database_url(Some(format!(
+        "postgresql://{ENGINE_ROLE}@127.0.0.1:{port}/{db}?sslmode=disable"
+    )));
+    let out = home
+        .engine()
+        .arg("status")
+        .env("PGPASSWORD", ENGINE_PASSWORD)
+        .output()
+        .expect("engine status");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // BG_DATABASE_URL in config.inc, when the environment says nothing.
+    let home = TempHome::with_database_url(None);
+    home.write_config(&format!(
+        "<?php\ndefine('BG_DATABASE_URL', 'postgres://{ENGINE_ROLE}:{ENGINE_PASSWORD}@127.0.0.1:{port}/{db}?sslmode=disable');\n"
+    ));
+    let out = home.engine().arg("status").output().expect("engine status");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !home.db_path().exists(),
+        "a PostgreSQL install made a SQLite file"
+    );
+}
+
+#[test]
+fn hosts_starting_at_once_migrate_once() {
+    let url = postgres::shared().new_database();
+    let homes: Vec<TempHome> = (0..6)
+        .map(|_| TempHome::with_database_url(Some(url.clone())))
+        .collect();
+    let children: Vec<Child> = homes
+        .iter()
+        .map(|h| {
+            h.engine()
+                .arg("status")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let db = Db::postgres(&url);
+    let versions: Vec<i64> = db
+        .prepare("SELECT version FROM backproc_schema")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("versions");
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert!(versions[0] >= 3, "{versions:?}");
+}
+
+#[test]
+fn an_account_another_session_holds_is_skipped_and_named_as_held() {
+    let dovecot = Dovecot::start();
+    let home = TempHome::on(support::Store::Postgres);
+    config(&home, &dovecot, "");
+    let alice = add_account(&home, &dovecot, "alice");
+    let carol = add_account(&home, &dovecot, "carol");
+    dovecot.imap("alice").append("INBOX", &message(1, 500), "");
+    dovecot.imap("carol").append("INBOX", &message(2, 500), "");
+    // Another host holds alice's account, as a run does.
+    let url = home.database_url().expect("url").to_string();
+    let mut other = ::postgres::Client::connect(
+        &format!("{url}&application_name=backproc%20otherhost%3A4242"),
+        ::postgres::NoTls,
+    )
+    .expect("connect");
+    other
+        .execute(
+            "SELECT pg_advisory_lock($1::int4, $2::int4)",
+            &[&LOCK_CLASS, &(alice as i32)],
+        )
+        .expect("lock");
+    for args in [&["plan"][..], &["status"], &["status", "--json"]] {
+        let out = home.engine().args(args).output().expect("engine");
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains("otherhost:4242"),
+            "engine {args:?} names no holder:\n{stdout}"
+        );
+    }
+    let out = finish(spawn_run(&home, &[], &[]), &home);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stored = |acntid: i64| -> i64 {
+        home.db()
+            .query_row(
+                "SELECT COUNT(*) FROM email_messages m JOIN email_folders f ON f.emfdid = m.emfdid \
+                 WHERE f.acntid = ?",
+                [acntid],
+                |r| r.get(0),
+            )
+            .expect("count")
+    };
+    assert_eq!(stored(alice), 0, "a held account was synced");
+    assert_eq!(stored(carol), 1);
+    assert!(
+        home.log("l-info.log").contains("another engine host"),
+        "{}",
+        home.log("l-info.log")
+    );
+    // The holder goes away: the next run takes the account.
+    drop(other);
+    let out = finish(spawn_run(&home, &[], &[]), &home);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(stored(alice), 1);
+}
+
+#[test]
+fn the_credential_trigger_starts_the_back_off_over_on_postgresql() {
+    let dovecot = Dovecot::start();
+    let home = TempHome::on(support::Store::Postgres);
+    config(&home, &dovecot, "");
+    let id = add_account(&home, &dovecot, "alice");
+    let db = home.db();
+    db.execute(
+        "UPDATE email_accounts SET login_failures = 3, login_retry_at = 99999999999, \
+         oauth_needs_consent = 1 WHERE acntid = ?",
+        [id],
+    )
+    .expect("refused");
+    // The engine's own token refresh (oauth_refreshed_at moves on) keeps it.
+    db.execute(
+        "UPDATE email_accounts SET oauth_refresh_token = 'rotated', oauth_refreshed_at = 5 WHERE acntid = ?",
+        [id],
+    )
+    .expect("refresh");
+    let failures: i64 = db
+        .query_row(
+            "SELECT login_failures FROM email_accounts WHERE acntid = ?",
+            [id],
+            |r| r.get(0),
+        )
+        .expect("row");
+    assert_eq!(failures, 3);
+    // The web application's new password starts it over.
+    db.execute(
+        "UPDATE email_accounts SET imap_password = 'new' WHERE acntid = ?",
+        [id],
+    )
+    .expect("new password");
+    let (failures, retry, consent): (i64, Option<i64>, i64) = db
+        .query_row(
+            "SELECT login_failures, login_retry_at, oauth_needs_consent FROM email_accounts WHERE acntid = ?",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("row");
+    assert_eq!((failures, retry, consent), (0, None, 0));
+}
