@@ -199,10 +199,8 @@ fn a_host_killed_mid_run_gives_its_accounts_to_the_next_run_at_once() {
         accounts.push((user, id));
     }
     let alice = accounts[0].1;
-    let raw = format!(
-        "From: alice@example.com\r\nTo: bob@example.com\r\nSubject: in flight\r\n\
-         Message-ID: <in-flight@test.example.com>\r\n\r\nbody\r\n"
-    );
+    let raw = "From: alice@example.com\r\nTo: bob@example.com\r\nSubject: in flight\r\n\
+         Message-ID: <in-flight@test.example.com>\r\n\r\nbody\r\n";
     let emoid = queue(&a, alice, raw.as_bytes());
     // Host A dies the moment Postfix has accepted the message, before it
     // records it: the message stays `sending`, the first sync half done.
