@@ -1,8 +1,8 @@
 //! backproc: the background mail engine of a document-workflow web application.
 //!
 //! `engine` is a one-shot batch program started by cron every five minutes. It
-//! receives mail from the users' IMAP accounts into the application's SQLite
-//! store and sends the mail the application queued in its outbox, then exits.
+//! receives mail from the users' IMAP accounts into the application's database
+//! (SQLite, or PostgreSQL) and sends the mail the application queued in its outbox, then exits.
 //!
 //! # Layout
 //! Calls go down this list (docs/design.md has the picture, the threads of a
@@ -18,7 +18,7 @@
 //! - [`auth`]: how an account logs in: passwords, OAuth 2.0 tokens (refresh,
 //!   device flow, SASL) and the back-off after refused logins.
 //! - [`schedule`]: the pure scheduler: which folders are due, in what order, and why.
-//! - [`store`]: the database behind one seam: all SQL and every SQLite type live here.
+//! - [`store`]: the database behind one seam: all SQL and every SQLite and PostgreSQL type live here (and the account leases of several engine hosts).
 //! - [`net`]: TCP connections with timeouts and TLS with verified certificates.
 //! - [`message`]: the decoded columns (subject, from, to, date) of a raw message.
 //! - [`config`]: the reader of the web application's `config.inc` (PHP `define`s).

@@ -430,7 +430,7 @@ impl Pool<'_> {
     ) -> bool {
         let idx = slot.idx;
         if !self.lock().accts[idx].leased {
-            match self.take(idx, store) {
+            match self.take(idx) {
                 Ok(true) => {}
                 Ok(false) => return true,
                 Err(()) => return false,
@@ -496,7 +496,7 @@ impl Pool<'_> {
     /// from what the database says now. False when the account is not this
     /// run's to sync (another host holds it, or nothing of it is due any
     /// more); Err(()) when this worker cannot go on.
-    fn take(&self, idx: usize, store: &mut Option<Store>) -> Result<bool, ()> {
+    fn take(&self, idx: usize) -> Result<bool, ()> {
         let s = self.settings;
         let acntid = self.acntid(idx);
         if !s.leases.shared() {
@@ -515,19 +515,12 @@ impl Pool<'_> {
                 return Err(());
             }
         }
-        if store.is_none() {
-            match Store::connect(&s.store) {
-                Ok(opened) => *store = Some(opened),
-                Err(e) => {
-                    log::error!(target: THREADING, "worker cannot open the database: {}", chain(&e));
-                    return Err(());
-                }
-            }
-        }
-        let Some(db) = store.as_ref() else {
-            return Err(());
-        };
-        match (s.replan)(db, acntid) {
+        // On the lock connection: this worker's own opens while it logs in.
+        let replanned = s
+            .leases
+            .with_store(|db| (s.replan)(db, acntid))
+            .unwrap_or_else(|| Err(store::Error::Lost("the lock connection is gone".into())));
+        match replanned {
             Ok(Some(work)) => {
                 self.elsewhere(idx, Some(work));
                 Ok(true)

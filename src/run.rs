@@ -167,13 +167,12 @@ pub fn run(
             source,
         })?;
     let at = Location::of(layout, config)?;
-    let mut store = Store::open(&at)?;
-    check_accounts(&store, &opts.accounts)?;
-    store.ensure_inboxes()?;
     // Until when this run expects to hold what it takes (`lease_until`).
     let until = now.saturating_add(config.max_run_time.max(1));
-    let leases = Leases::for_run(&at, until)?;
-    let (writer, writer_thread) = Writer::spawn(Store::connect(&at)?)
+    let (mut store, writer_store, leases) = connections(&at, until)?;
+    check_accounts(&store, &opts.accounts)?;
+    store.ensure_inboxes()?;
+    let (writer, writer_thread) = Writer::spawn(writer_store)
         .map_err(|e| Error::other("cannot start the database writer", e))?;
     let clock = || chrono::Utc::now().timestamp();
     let timeout = Duration::from_secs(config.io_timeout);
@@ -371,6 +370,33 @@ impl Cycle<'_> {
             postponed: deferred + waiting,
         })
     }
+}
+
+/// The run's own connection (migrated), the writer's, and the account
+/// leases. On PostgreSQL the three are opened side by side: each costs the
+/// server a new session, and a run that finds nothing to do is mostly this.
+fn connections(at: &Location, until: i64) -> store::Result<(Store, Store, Leases)> {
+    if let Location::Sqlite(_) = at {
+        // One file: the writer's connection after the migrations.
+        let store = Store::open(at)?;
+        return Ok((store, Store::connect(at)?, Leases::for_run(at, until)?));
+    }
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| Store::connect(at));
+        let leases = scope.spawn(|| Leases::for_run(at, until));
+        let store = Store::open(at);
+        let (writer, leases) = (joined(writer.join()), joined(leases.join()));
+        Ok((store?, writer?, leases?))
+    })
+}
+
+/// What a thread opening a connection returned.
+fn joined<T>(r: std::thread::Result<store::Result<T>>) -> store::Result<T> {
+    r.unwrap_or_else(|_| {
+        Err(store::Error::Unusable(
+            "opening a connection panicked".into(),
+        ))
+    })
 }
 
 /// Takes the run's lock; None when another run holds it (logged).

@@ -15,7 +15,8 @@
 //! run's, and nothing is written.
 
 use super::super::error::{Context, Error, Result};
-use super::super::Location;
+use super::super::{Db, Location, Store};
+use super::Postgres;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -47,7 +48,9 @@ pub struct Leases {
 }
 
 struct Held {
-    client: postgres::Client,
+    /// The lock connection; between takes it also reads an account's state
+    /// for the pool's new plan of it ([`Leases::with_store`]).
+    store: Store,
     /// Holds of this run per account (the lock itself is taken once).
     counts: HashMap<i64, u32>,
     /// `lease_until` written with each account.
@@ -65,20 +68,20 @@ impl Leases {
         let Location::Postgres(target) = at else {
             return Ok(Leases { held: None, owner });
         };
-        let mut client = target.open()?;
-        // The lock connection idles between accounts: never time it out.
-        client
-            .batch_execute("SET synchronous_commit = off")
-            .context("configure the lock connection")?;
-        if let Err(e) = client.batch_execute("SET idle_session_timeout = 0") {
-            // Before PostgreSQL 14 there is no such timeout to turn off.
-            if e.code() != Some(&postgres::error::SqlState::UNDEFINED_OBJECT) {
-                return Err(e).context("configure the lock connection");
+        let pg = Postgres::connect(target)?;
+        {
+            // The lock connection idles between accounts: never time it out.
+            let mut client = pg.client.borrow_mut();
+            if let Err(e) = client.batch_execute("SET idle_session_timeout = 0") {
+                // Before PostgreSQL 14 there is no such timeout to turn off.
+                if e.code() != Some(&postgres::error::SqlState::UNDEFINED_OBJECT) {
+                    return Err(e).context("configure the lock connection");
+                }
             }
         }
         Ok(Leases {
             held: Some(Mutex::new(Held {
-                client,
+                store: Store(Db::Postgres(Box::new(pg))),
                 counts: HashMap::new(),
                 until,
                 lost: None,
@@ -112,6 +115,17 @@ impl Leases {
             .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Runs `f` on the lock connection (PostgreSQL; None on SQLite): the
+    /// pool's new plan of an account it has just taken, without waiting for
+    /// a connection of its own.
+    pub fn with_store<R>(&self, f: impl FnOnce(&Store) -> R) -> Option<R> {
+        let h = self.lock()?;
+        if h.lost.is_some() {
+            return None;
+        }
+        Some(f(&h.store))
+    }
+
     /// Takes account `acntid` for this run; false when another session
     /// holds it. An error when the lock connection failed: the run must
     /// stop writing for its accounts.
@@ -126,14 +140,14 @@ impl Leases {
             *n += 1;
             return Ok(true);
         }
-        let got: Result<bool> = h
-            .client
-            .query_one(
+        let got: Result<bool> = h.client().and_then(|mut c| {
+            c.query_one(
                 "SELECT pg_try_advisory_lock($1::int4, $2::int4)",
                 &[&LOCK_CLASS, &key(acntid)],
             )
             .and_then(|r| r.try_get(0))
-            .context(format!("take account {acntid}"));
+            .context(format!("take account {acntid}"))
+        });
         let got = match got {
             Ok(got) => got,
             Err(e) => return Err(h.failed(e)),
@@ -143,13 +157,13 @@ impl Leases {
         }
         h.counts.insert(acntid, 1);
         let until = h.until;
-        let noted = h
-            .client
-            .execute(
+        let noted = h.client().and_then(|mut c| {
+            c.execute(
                 "UPDATE email_accounts SET lease_owner = $1, lease_until = $2 WHERE acntid = $3",
                 &[&self.owner, &until, &acntid],
             )
-            .context(format!("note the holder of account {acntid}"));
+            .context(format!("note the holder of account {acntid}"))
+        });
         if let Err(e) = noted {
             return Err(h.failed(e));
         }
@@ -174,20 +188,20 @@ impl Leases {
         if h.lost.is_some() {
             return;
         }
-        let done = h
-            .client
-            .execute(
+        let done = h.client().and_then(|mut c| {
+            c.execute(
                 "UPDATE email_accounts SET lease_owner = NULL, lease_until = NULL \
                  WHERE acntid = $1 AND lease_owner = $2",
                 &[&acntid, &self.owner],
             )
             .and_then(|_| {
-                h.client.execute(
+                c.execute(
                     "SELECT pg_advisory_unlock($1::int4, $2::int4)",
                     &[&LOCK_CLASS, &key(acntid)],
                 )
             })
-            .context(format!("give back account {acntid}"));
+            .context(format!("give back account {acntid}"))
+        });
         if let Err(e) = done {
             let e = h.failed(e);
             log::warn!("{}", crate::logging::chain(&e));
@@ -201,10 +215,18 @@ impl Leases {
 }
 
 impl Held {
+    /// The lock connection's client (Held exists on PostgreSQL only).
+    fn client(&self) -> Result<std::cell::RefMut<'_, postgres::Client>> {
+        match &self.store.0 {
+            Db::Postgres(pg) => Ok(pg.client.borrow_mut()),
+            Db::Sqlite(_) => Err(Error::Unusable("account leases need PostgreSQL".into())),
+        }
+    }
+
     /// A failed statement on the lock connection: if the connection is
     /// gone, so are the locks.
     fn failed(&mut self, e: Error) -> Error {
-        if self.client.is_closed() {
+        if self.client().map_or(true, |c| c.is_closed()) {
             let why = format!(
                 "lost the connection to PostgreSQL ({}) that holds this run's accounts",
                 self.target
@@ -221,19 +243,22 @@ impl Drop for Leases {
     /// The run is over: its accounts go back at once (closing the
     /// connection would do it too; this also clears `lease_owner`).
     fn drop(&mut self) {
-        let Some(mut h) = self.lock() else {
+        let Some(h) = self.lock() else {
             return;
         };
         if h.lost.is_some() || h.counts.is_empty() {
             return;
         }
         let ids: Vec<i64> = h.counts.keys().copied().collect();
-        let _ = h.client.execute(
+        let Ok(mut c) = h.client() else {
+            return;
+        };
+        let _ = c.execute(
             "UPDATE email_accounts SET lease_owner = NULL, lease_until = NULL \
              WHERE acntid = ANY($1) AND lease_owner = $2",
             &[&ids, &self.owner],
         );
-        let _ = h.client.batch_execute("SELECT pg_advisory_unlock_all()");
+        let _ = c.batch_execute("SELECT pg_advisory_unlock_all()");
     }
 }
 

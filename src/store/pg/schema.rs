@@ -80,6 +80,10 @@ CREATE TABLE IF NOT EXISTS email_messages (
     raw BYTEA,
     UNIQUE (emfdid, uidvalidity, uid)
 );
+-- Messages stored as they came, out of line and not compressed again: most
+-- of a mailbox's bytes are attachments already compressed, and pglz on them
+-- costs the first sync several times the write itself.
+ALTER TABLE email_messages ALTER COLUMN raw SET STORAGE EXTERNAL;
 CREATE INDEX IF NOT EXISTS email_messages_message_id ON email_messages (emfdid, message_id);
 CREATE INDEX IF NOT EXISTS email_messages_partial ON email_messages (emfdid, uidvalidity, uid) WHERE partial = 1;
 
