@@ -131,6 +131,7 @@ pub fn run(
         );
     }
     let started = Instant::now();
+    let deadline = started + Duration::from_secs(config.max_run_time.max(1) as u64);
     let tls =
         crate::net::Tls::new(config.tls_ca_file.as_deref()).map_err(|source| Error::CaFile {
             config: layout.config.clone(),
@@ -149,7 +150,7 @@ pub fn run(
         config,
         opts,
         now,
-        deadline: started + Duration::from_secs(config.max_run_time.max(1) as u64),
+        deadline,
         at: &at,
         tls: &tls,
         tokens: &tokens,
@@ -170,7 +171,9 @@ pub fn run(
         ))));
     }
     let (outcomes, outbox_failed) = done?;
-    let failed = outcomes.iter().filter(|o| **o == Outcome::Failed).count() + outbox_failed;
+    let failed = outcomes.iter().filter(|o| **o == Outcome::Failed).count()
+        + outbox_failed
+        + backfill(&mut store, opts, deadline, now);
     let left = outcomes.iter().filter(|o| **o == Outcome::Left).count();
     if left > 0 {
         log::info!("run time limit reached: {left} tasks left for the next run");
@@ -185,6 +188,27 @@ pub fn run(
         outcomes.len()
     );
     Ok(Report::Completed { failed })
+}
+
+/// The run's slice of the backfill of attachments and search (see
+/// `backfill`); a run limited to some accounts leaves it alone. Returns the
+/// jobs failed (0 or 1).
+fn backfill(store: &mut Store, opts: &Options, deadline: Instant, now: i64) -> usize {
+    if !opts.accounts.is_empty() {
+        return 0;
+    }
+    let until = if opts.no_sync && opts.no_outbox {
+        deadline
+    } else {
+        deadline.min(Instant::now() + crate::backfill::PER_RUN)
+    };
+    match crate::backfill::run(store, until, now) {
+        Ok(_) => 0,
+        Err(e) => {
+            log::error!("filling in attachments and search: {}", chain(&e));
+            1
+        }
+    }
 }
 
 /// What the sync and the outbox of a run share.

@@ -9,13 +9,15 @@
 
 mod account;
 mod args;
+mod attachment;
 mod outbox;
 mod progress;
+mod search;
 mod show;
 
 pub use args::{
-    AccountArgs, AccountCmd, AuthArg, Cli, Command, FolderCmd, OutboxCmd, PlanArgs, PriorityArg,
-    ProviderArg, RunArgs, SessionCmd,
+    AccountArgs, AccountCmd, AttachmentCmd, AuthArg, Cli, Command, FolderCmd, OutboxCmd, PlanArgs,
+    PriorityArg, ProviderArg, RunArgs, SearchArgs, SessionCmd,
 };
 
 use crate::error::{exit, Error, Result};
@@ -82,6 +84,10 @@ fn execute(cli: Cli, layout: &Layout, now: i64) -> Result<i32> {
         Some(Command::Outbox(cmd)) => {
             outbox::command(&mut Store::open(&Location::of(layout))?, cmd, now)
         }
+        Some(Command::Attachment(cmd)) => {
+            attachment::command(&Store::open(&Location::of(layout))?, cmd)
+        }
+        Some(Command::Search(args)) => search::command(&Store::open(&Location::of(layout))?, &args),
     }
 }
 

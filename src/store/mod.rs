@@ -7,19 +7,25 @@
 //! always bound as parameters, never formatted into SQL.
 
 mod accounts;
+mod backfill;
+mod content;
 mod error;
 mod folders;
 mod messages;
 mod outbox;
 mod schema;
+mod search;
 mod sessions;
 mod wal;
 
 pub use accounts::{Account, AccountChange, AuthKind, NewAccount, OAuthColumns, SETTABLE};
+pub use backfill::{BackfillState, Unfilled};
+pub use content::{MessageAttachments, StoredAttachment};
 pub use error::{Error, Result};
 pub use folders::{Discovered, Folder, FolderPatch, Priority};
 pub use messages::{Applied, NewMessage, OldRow, Op};
 pub use outbox::{AttemptRecord, OutboxRow, OutboxState, RcptState, SentCopy};
+pub use search::{BadQuery, Hit, SearchQuery};
 pub use sessions::Session;
 pub use wal::Bulk;
 

@@ -85,6 +85,12 @@ BEGIN
 END;
 "#,
     },
+    // 3: attachments and search (SPEC §14); the SQL lives with the code
+    // that writes those tables.
+    Migration {
+        columns: &[],
+        sql: super::content::MIGRATION,
+    },
 ];
 
 /// Migration 1: the public tables of SPEC §5.
