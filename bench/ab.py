@@ -10,7 +10,8 @@ build: first sync (a fresh home, verified message by message against the
 server), nothing changed (`run --force`: a full sync of every folder), 1%
 new mail (appended to INBOX just before that build's run, which comes
 right after its own first sync), and 500 folders with nothing changed.
-Reports the median of each case per build and B/A.
+Reports the median of each case per build and B/A, and the largest peak
+RSS of each build's first syncs.
 
 Needs what bench/run.sh installs (Dovecot); run as root.
 """
@@ -41,6 +42,7 @@ def main():
     conf, port = bench.start_dovecot(args.work, [user, "folders"])
     builds = {"A": args.a, "B": args.b}
     times = {(b, case): [] for b in builds for case in ("first", "same", "new", "folders")}
+    rss = {b: [] for b in builds}
     try:
         bench.load_account(port, user, args.size, seed=args.size)
         bench.warm(port, user)
@@ -55,7 +57,8 @@ def main():
             for b in order:
                 engine = builds[b]
                 home = bench.engine_home(engine, args.work, f"engine-{b}", port, user)
-                took, _ = bench.engine_run(engine, home)
+                took, peak = bench.engine_run(engine, home)
+                rss[b].append(peak)
                 stored = bench.verify_engine(home, port, user, sample=10)
                 if stored < args.size:
                     raise RuntimeError(f"{b} stored {stored} of {args.size}")
@@ -91,6 +94,8 @@ def main():
             f"| {name} | {ma:.3f} s | {mb:.3f} s | {mb / ma:.2f} | "
             f"{min(a):.3f}-{max(a):.3f} | {min(b):.3f}-{max(b):.3f} |"
         )
+    ra, rb = max(rss["A"]), max(rss["B"])
+    print(f"| peak RSS, first sync (largest) | {ra:.0f} MiB | {rb:.0f} MiB | {rb / ra:.2f} | | |")
 
 
 if __name__ == "__main__":

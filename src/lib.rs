@@ -11,6 +11,8 @@
 //! - [`run`]: one cycle of the engine, from the lock to the report of its jobs.
 //! - [`metrics`]: the Prometheus textfile a run leaves for monitoring (`BG_METRICS_FILE`).
 //! - [`pool`]: the worker threads of a run and the per-account connection limits.
+//! - [`backfill`]: attachments and search for messages stored before them, a
+//!   slice of each run.
 //! - [`outbox`]: outgoing mail: `queue` checks and stores, `drain` sends over SMTP.
 //! - [`sync`]: the sync of one folder: read the server, plan (pure), execute.
 //! - [`writer`]: the one thread that writes a run's sync results.
@@ -21,6 +23,8 @@
 //! - [`store`]: the database behind one seam: all SQL and every SQLite and PostgreSQL type live here (and the account leases of several engine hosts).
 //! - [`net`]: TCP connections with timeouts and TLS with verified certificates.
 //! - [`message`]: the decoded columns (subject, from, to, date) of a raw message.
+//! - [`mime`]: a message's attachments (as the IMAP server numbers its parts) and
+//!   its readable text, for the web application and the search index.
 //! - [`config`]: the reader of the web application's `config.inc` (PHP `define`s).
 //! - [`layout`]: the install directory (`pid/`, `data/`, `logs/`) and its permissions.
 //! - [`logging`]: the three log files, the seed's line format (fern lives here only),
@@ -30,6 +34,7 @@
 //! - [`error`]: the errors that stop a command, each with its exit code.
 
 pub mod auth;
+pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -40,6 +45,7 @@ pub mod lock;
 pub mod logging;
 pub mod message;
 pub mod metrics;
+pub mod mime;
 pub mod net;
 pub mod outbox;
 pub mod pool;

@@ -139,7 +139,7 @@ fn quote_name(name: &str) -> String {
 }
 
 /// Control characters to spaces, trimmed; `None` if nothing is left.
-fn clean(s: &str) -> Option<String> {
+pub(crate) fn clean(s: &str) -> Option<String> {
     let cleaned: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -214,7 +214,7 @@ fn to_utf8_fields(head: &[u8]) -> Cow<'_, [u8]> {
 ///
 /// Linear in the length of `s`, however many `=?` it holds: no scan starts
 /// over from each candidate (a 1 MB line of `=?` took minutes that way).
-fn find_encoded_word(s: &[u8]) -> Option<(usize, usize)> {
+pub(crate) fn find_encoded_word(s: &[u8]) -> Option<(usize, usize)> {
     let mut from = 0;
     while let Some(p) = s.get(from..)?.windows(2).position(|w| w == b"=?") {
         let start = from + p;
@@ -252,7 +252,7 @@ fn find_encoded_word(s: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// Split a header block into fields (a line plus its folded continuations).
-fn split_fields(head: &[u8]) -> Vec<&[u8]> {
+pub(crate) fn split_fields(head: &[u8]) -> Vec<&[u8]> {
     let mut fields = Vec::new();
     let mut start = 0;
     let mut pos = 0;
@@ -275,7 +275,7 @@ fn split_fields(head: &[u8]) -> Vec<&[u8]> {
 }
 
 /// Windows-1250 or ISO-8859-2 for the non-UTF-8 fields of one message.
-fn legacy_decoder(bad_fields: &[&[u8]]) -> fn(&[u8]) -> String {
+pub(crate) fn legacy_decoder(bad_fields: &[&[u8]]) -> fn(&[u8]) -> String {
     let bytes = || bad_fields.iter().flat_map(|f| f.iter().copied());
     let c1 = bytes().any(|b| (0x80..=0x9f).contains(&b));
     // ą Ą in Windows-1250 / ą Ą ś Ś ź Ź in ISO-8859-2 (the others coincide).

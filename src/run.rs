@@ -161,6 +161,7 @@ pub fn run(
         );
     }
     let started = Instant::now();
+    let deadline = started + Duration::from_secs(config.max_run_time.max(1) as u64);
     let tls =
         crate::net::Tls::new(config.tls_ca_file.as_deref()).map_err(|source| Error::CaFile {
             config: layout.config.clone(),
@@ -181,7 +182,7 @@ pub fn run(
         config,
         opts,
         now,
-        deadline: started + Duration::from_secs(config.max_run_time.max(1) as u64),
+        deadline,
         at: &at,
         tls: &tls,
         tokens: &tokens,
@@ -207,6 +208,7 @@ pub fn run(
         }));
     }
     let (synced, outbox) = done?;
+    let backfill_failed = backfill(&mut store, opts, deadline, now);
     let count = |which: Outcome| synced.done.outcomes.iter().filter(|o| **o == which).count();
     let left = count(Outcome::Left);
     if left > 0 {
@@ -222,7 +224,7 @@ pub fn run(
     }
     let summary = Summary {
         done: count(Outcome::Synced),
-        failed: count(Outcome::Failed),
+        failed: count(Outcome::Failed) + backfill_failed,
         deferred: synced.postponed + left + skipped,
         outbox,
         received: synced.done.received,
@@ -242,6 +244,27 @@ pub fn run(
 struct Synced {
     done: pool::Done,
     postponed: usize,
+}
+
+/// The run's slice of the backfill of attachments and search (see
+/// `backfill`); a run limited to some accounts leaves it alone. Returns the
+/// jobs failed (0 or 1).
+fn backfill(store: &mut Store, opts: &Options, deadline: Instant, now: i64) -> usize {
+    if !opts.accounts.is_empty() {
+        return 0;
+    }
+    let until = if opts.no_sync && opts.no_outbox {
+        deadline
+    } else {
+        deadline.min(Instant::now() + crate::backfill::PER_RUN)
+    };
+    match crate::backfill::run(store, until, now) {
+        Ok(_) => 0,
+        Err(e) => {
+            log::error!("filling in attachments and search: {}", chain(&e));
+            1
+        }
+    }
 }
 
 /// What the sync and the outbox of a run share.

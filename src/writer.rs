@@ -78,6 +78,33 @@ impl Writer {
         Pending(rx)
     }
 
+    /// Runs `prepare` on a thread of its own, then queues `f` with what it
+    /// made: the CPU work a job needs (parsing the messages a worker
+    /// fetched) overlaps both the worker's next fetch and the writer's
+    /// current job, instead of lengthening either.
+    pub fn submit_prepared<P: Send + 'static, T: Send + 'static>(
+        &self,
+        prepare: impl FnOnce() -> P + Send + 'static,
+        f: impl FnOnce(&mut Store, P) -> store::Result<T> + Send + 'static,
+    ) -> Pending<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let writer = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("prepare".into())
+            .spawn(move || {
+                let prepared = prepare();
+                let _ = tx.send(writer.call(move |s| f(s, prepared)));
+            });
+        if let Err(e) = spawned {
+            let (tx, rx) = mpsc::sync_channel(1);
+            let _ = tx.send(Err(store::Error::Unusable(format!(
+                "cannot start a thread to prepare a batch: {e}"
+            ))));
+            return Pending(rx);
+        }
+        Pending(rx)
+    }
+
     /// Why the database cannot be written this run (locked by another
     /// program past the busy timeout), once a write found out.
     pub fn locked_out(&self) -> Option<String> {

@@ -46,6 +46,11 @@ pub enum Command {
     /// Queue and manage outgoing mail
     #[command(subcommand)]
     Outbox(OutboxCmd),
+    /// The attachments of stored messages
+    #[command(subcommand)]
+    Attachment(AttachmentCmd),
+    /// Search stored mail, newest first
+    Search(SearchArgs),
     /// Print a shell completion script (bash, zsh or fish) on stdout
     Completions {
         #[arg(value_enum)]
@@ -267,6 +272,45 @@ pub enum OutboxCmd {
     Retry { emoid: i64 },
     /// Cancel a queued message
     Cancel { emoid: i64 },
+}
+
+/// `attachment ...`
+#[derive(Debug, Subcommand)]
+pub enum AttachmentCmd {
+    /// List a message's attachments
+    List {
+        emmsid: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an attachment's decoded bytes to FILE, or to stdout
+    Get {
+        emattid: i64,
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Options of `search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// FTS5 query: words, "phrases", prefix*, subject:word (also from_addr:,
+    /// to_addrs:, body:), AND, OR, NOT, parentheses. Several arguments are
+    /// one query, joined by spaces
+    #[arg(required = true, value_name = "QUERY")]
+    pub query: Vec<String>,
+    /// Only this account's mail
+    #[arg(long = "account", value_name = "ID")]
+    pub account: Option<i64>,
+    /// Only this folder's mail
+    #[arg(long = "folder", value_name = "EMFDID")]
+    pub folder: Option<i64>,
+    /// At most this many messages
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A `--state` that names no state.

@@ -9,14 +9,16 @@
 
 mod account;
 mod args;
+mod attachment;
 mod manual;
 mod outbox;
 mod progress;
+mod search;
 mod show;
 
 pub use args::{
-    AccountArgs, AccountCmd, AuthArg, Cli, Command, FolderCmd, OutboxCmd, PlanArgs, PriorityArg,
-    ProviderArg, RunArgs, SessionCmd, ShellArg,
+    AccountArgs, AccountCmd, AttachmentCmd, AuthArg, Cli, Command, FolderCmd, OutboxCmd, PlanArgs,
+    PriorityArg, ProviderArg, RunArgs, SearchArgs, SessionCmd, ShellArg,
 };
 
 use crate::error::{exit, Error, Result};
@@ -91,6 +93,10 @@ fn execute(cli: Cli, layout: &Layout, now: i64) -> Result<i32> {
         Some(Command::Outbox(cmd)) => {
             outbox::command(&mut Store::open(&location(layout)?)?, cmd, now)
         }
+        Some(Command::Attachment(cmd)) => {
+            attachment::command(&Store::open(&location(layout)?)?, cmd)
+        }
+        Some(Command::Search(args)) => search::command(&Store::open(&location(layout)?)?, &args),
         Some(Command::Completions { .. } | Command::Man) => Ok(exit::OK),
     }
 }

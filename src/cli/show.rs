@@ -11,7 +11,7 @@ use chrono::TimeZone;
 use serde_json::json;
 
 /// A Unix time as local time, or "never".
-fn local(t: Option<i64>) -> String {
+pub(super) fn local(t: Option<i64>) -> String {
     match t.and_then(|t| chrono::Local.timestamp_opt(t, 0).earliest()) {
         Some(d) => d.format("%Y-%m-%d %H:%M:%S").to_string(),
         None => "never".to_string(),

@@ -5,6 +5,7 @@ use super::error::{Context, Result};
 use super::folders::{apply_patch, FolderPatch};
 use super::sqlite::Sqlite;
 use crate::message::Summary;
+use crate::mime::Content;
 use rusqlite::{params, OptionalExtension};
 
 /// Above this size a message's bytes are written into a zeroblob in place.
@@ -30,6 +31,8 @@ pub struct NewMessage {
     /// Only the header was fetched (the message is above the size limit).
     pub partial: bool,
     pub raw: Vec<u8>,
+    /// Its attachments and readable text (none while `partial`).
+    pub content: Content,
 }
 
 /// One change to a folder's stored messages.
@@ -48,8 +51,12 @@ pub enum Op {
         uid: u32,
         flags: String,
     },
-    /// The whole message for a row stored header-only.
-    Complete { uid: u32, raw: Vec<u8> },
+    /// The whole message for a row stored header-only, with its content.
+    Complete {
+        uid: u32,
+        raw: Vec<u8>,
+        content: Content,
+    },
     /// The new generation is complete: rows of older ones that were not
     /// re-mapped are gone from the server.
     DropOldGenerations,
@@ -111,9 +118,12 @@ impl Generation<'_> {
                 raw
             ])
             .context(what())?;
-        if n == 1 && large {
-            self.write_blob(tx.last_insert_rowid(), &m.raw)
-                .context(what())?;
+        if n == 1 {
+            let emmsid = tx.last_insert_rowid();
+            if large {
+                self.write_blob(emmsid, &m.raw).context(what())?;
+            }
+            super::content::insert(tx, emmsid, &m.summary, &m.content)?;
         }
         Ok(n)
     }
@@ -166,7 +176,7 @@ impl Generation<'_> {
     }
 
     /// The whole message for a row stored header-only.
-    fn complete(&self, uid: u32, raw: &[u8]) -> Result<()> {
+    fn complete(&self, uid: u32, raw: &[u8], content: &Content) -> Result<()> {
         let emfdid = self.emfdid;
         let what = || format!("store the whole of uid {uid} in folder {emfdid}");
         let placeholder = blob_placeholder(raw.len())?;
@@ -185,6 +195,7 @@ impl Generation<'_> {
             .context(what())?;
         if let Some(rowid) = rowid {
             self.write_blob(rowid, raw).context(what())?;
+            super::content::replace(self.tx, rowid, content)?;
         }
         Ok(())
     }
@@ -232,7 +243,7 @@ impl Sqlite {
                     Op::SetFlags { uid, flags } => folder.set_flags(*uid, flags)?,
                     Op::Expunge { uids } => folder.expunge(uids)?,
                     Op::Remap { emmsid, uid, flags } => folder.remap(*emmsid, *uid, flags)?,
-                    Op::Complete { uid, raw } => folder.complete(*uid, raw)?,
+                    Op::Complete { uid, raw, content } => folder.complete(*uid, raw, content)?,
                     Op::DropOldGenerations => folder.drop_old_generations()?,
                 }
             }

@@ -10,25 +10,32 @@
 //! enum and not a trait).
 
 mod accounts;
+mod backfill;
+mod content;
 mod error;
 mod folders;
 mod messages;
 mod outbox;
 mod pg;
 mod schema;
+mod search;
 mod sessions;
 mod sqlite;
 mod wal;
 
 pub use accounts::{Account, AccountChange, AuthKind, NewAccount, OAuthColumns, SETTABLE};
+pub use backfill::{BackfillState, Unfilled};
+pub use content::{MessageAttachments, StoredAttachment};
 pub use error::{Error, Result};
 pub use folders::{Discovered, Folder, FolderPatch, Priority};
 pub use messages::{Applied, NewMessage, OldRow, Op};
 pub use outbox::{AttemptRecord, OutboxRow, OutboxState, RcptState, SentCopy};
 pub use pg::{Leases, PgTarget, LOCK_CLASS};
+pub use search::{BadQuery, Hit, SearchQuery};
 pub use sessions::Session;
 pub use sqlite::BUSY_TIMEOUT;
 
+use crate::mime::Content;
 use pg::Postgres;
 use sqlite::Sqlite;
 use std::path::PathBuf;
@@ -333,6 +340,24 @@ both! {
     /// Accounts another run holds, with its `HOSTNAME:PID` (SPEC §13;
     /// none on SQLite, where one host does all the work).
     fn holders(&self) -> Result<std::collections::HashMap<i64, String>>;
+
+    /// The attachments of message `emmsid` in part order; None when there
+    /// is no such message.
+    fn attachments(&self, emmsid: i64) -> Result<Option<MessageAttachments>>;
+    /// Attachment `emattid` and the raw message it is part of; None when
+    /// there is no such attachment.
+    fn attachment(&self, emattid: i64) -> Result<Option<(StoredAttachment, Vec<u8>)>>;
+    /// The messages matching `q`, newest first, at most `q.limit`; a query
+    /// the index refuses is a [`BadQuery`] with its reason.
+    fn search(&self, q: &SearchQuery<'_>) -> Result<std::result::Result<Vec<Hit>, BadQuery>>;
+    /// Where the backfill of attachments and search stands.
+    fn backfill_state(&self) -> Result<BackfillState>;
+    /// The next messages waiting for their rows, in `emmsid` order after
+    /// `after`: at most `count`, and no more once `bytes` of them are read.
+    fn backfill_batch(&self, after: i64, count: usize, bytes: usize) -> Result<Vec<Unfilled>>;
+    /// Writes the rows of a batch and moves the bookmark to `last`, in one
+    /// transaction; returns how many messages got rows.
+    fn backfill_write(&mut self, batch: &[(i64, Content)], last: i64, now: i64) -> Result<usize>;
 }
 
 /// Who claims an outgoing message, and until when (SPEC §13: the host

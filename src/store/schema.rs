@@ -96,6 +96,12 @@ END;
         ],
         sql: "",
     },
+    // 4: attachments and search (SPEC §14); the SQL lives with the code
+    // that writes those tables.
+    Migration {
+        columns: &[],
+        sql: super::content::MIGRATION,
+    },
 ];
 
 /// Migration 1: the public tables of SPEC §5.

@@ -207,6 +207,16 @@ impl Sqlite {
 }
 
 #[cfg(test)]
+impl Sqlite {
+    /// A migrated database at `path`, for the store's own tests.
+    pub(super) fn for_tests(path: &Path) -> Sqlite {
+        let store = Sqlite::connect(path).expect("open the test database");
+        store.migrate().expect("migrate the test database");
+        store
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

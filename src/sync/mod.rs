@@ -14,6 +14,7 @@ pub mod plan;
 
 use crate::imap::{self, uid_set, Client, Fetched, MailboxStatus};
 use crate::message::summarize;
+use crate::mime::Content;
 use crate::schedule::Kind;
 use crate::store::{self, Folder, FolderPatch, NewMessage, Op, Store};
 use crate::writer::{Pending, Writer};
@@ -71,11 +72,12 @@ impl Committer<'_> {
         crate::failpoint::hit("fetched");
         self.flush()?;
         let (emfdid, uidvalidity, now) = (self.emfdid, self.uidvalidity, self.ctx.now);
-        self.pending = Some(
-            self.ctx
-                .writer
-                .submit(move |s| s.apply(emfdid, uidvalidity, &ops, &patch, now)),
-        );
+        // Each message's attachments and text are made on a thread of its
+        // own (SPEC §14), while this worker fetches the next batch.
+        self.pending = Some(self.ctx.writer.submit_prepared(
+            move || with_content(ops),
+            move |s, ops| s.apply(emfdid, uidvalidity, &ops, &patch, now),
+        ));
         Ok(())
     }
 
@@ -88,6 +90,19 @@ impl Committer<'_> {
         }
         Ok(())
     }
+}
+
+/// `ops` with the content (attachments, readable text) of every message
+/// stored whole.
+fn with_content(mut ops: Vec<Op>) -> Vec<Op> {
+    for op in &mut ops {
+        if let Op::Insert(m) = op {
+            if !m.partial {
+                m.content = crate::mime::content(&m.raw);
+            }
+        }
+    }
+    ops
 }
 
 /// Syncs one folder: `kind` as the scheduler decided, `status` as LIST-STATUS
@@ -241,12 +256,14 @@ pub fn fetch_large(
             &mut |_| {},
         )?;
         if let Some(raw) = raw {
+            // Parsed here, on the worker, not on the writer every worker waits for.
+            let content = crate::mime::content(&raw);
             let (emfdid, now) = (folder.emfdid, ctx.now);
             ctx.writer.call(move |s| {
                 s.apply(
                     emfdid,
                     uidvalidity,
-                    &[Op::Complete { uid, raw }],
+                    &[Op::Complete { uid, raw, content }],
                     &FolderPatch::default(),
                     now,
                 )
@@ -350,6 +367,8 @@ fn fetch_batch(client: &mut Client, batch: &Batch) -> Result<Vec<Op>, SyncError>
                     size: f.size.unwrap_or(raw.len() as u32),
                     flags: plan::flags_string(f.flags.as_deref().unwrap_or(&[])),
                     partial,
+                    // Made when the batch is handed over (`with_content`).
+                    content: Content::default(),
                     raw,
                 }));
                 Ok(())

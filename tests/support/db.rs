@@ -321,11 +321,54 @@ impl Db {
         Db::Sqlite(rusqlite::Connection::open(path).expect("open the SQLite database"))
     }
 
+    /// The SQLite database at `path`, waiting up to 30 s for a lock as a
+    /// web application would.
+    #[allow(dead_code)]
+    pub fn sqlite_patient(path: &std::path::Path) -> Db {
+        let c = rusqlite::Connection::open(path).expect("open the SQLite database");
+        c.busy_timeout(std::time::Duration::from_secs(30))
+            .expect("busy timeout");
+        Db::Sqlite(c)
+    }
+
     /// The PostgreSQL database at `url`.
     pub fn postgres(url: &str) -> Db {
         let client = postgres::Client::connect(url, postgres::NoTls)
             .unwrap_or_else(|e| panic!("connect to the test database: {e}"));
         Db::Postgres(RefCell::new(client))
+    }
+
+    /// The table holding the searched text as the message has it (SPEC
+    /// §14): FTS5's content table on SQLite, `email_search` on PostgreSQL.
+    #[allow(dead_code)]
+    pub fn search_text_table(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "email_search_text",
+            Db::Postgres(_) => "email_search",
+        }
+    }
+
+    /// The search index agrees with its text (FTS5's integrity check; on
+    /// PostgreSQL every text has its document).
+    #[allow(dead_code)]
+    pub fn search_index_consistent(&self) {
+        match self {
+            Db::Sqlite(_) => self
+                .execute_batch(
+                    "INSERT INTO email_search(email_search, rank) VALUES ('integrity-check', 0)",
+                )
+                .expect("the FTS5 index is consistent"),
+            Db::Postgres(_) => {
+                let bad: i64 = self
+                    .query_row(
+                        "SELECT COUNT(*) FROM email_search WHERE document IS NULL",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .expect("count");
+                assert_eq!(bad, 0, "search rows without a document");
+            }
+        }
     }
 
     /// Which store this is.

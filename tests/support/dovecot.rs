@@ -841,6 +841,29 @@ impl ImapTool {
             .collect()
     }
 
+    /// FETCHes each (uid, item) of `folder`, e.g. `(7, "BINARY.PEEK[2]")`
+    /// for the server's own transfer decoding of part 2: the item's bytes,
+    /// or the server's refusal as text (`[UNKNOWN-CTE] ...`).
+    pub fn fetch_items(
+        &self,
+        folder: &str,
+        items: &[(u32, String)],
+    ) -> Vec<Result<Vec<u8>, String>> {
+        let out = tempfile::tempdir().expect("temp dir");
+        let dir = out.path().to_string_lossy().into_owned();
+        let mut args = vec!["fetch-items".to_string(), folder.to_string(), dir];
+        args.extend(items.iter().map(|(uid, item)| format!("{uid}:{item}")));
+        let v = self.run(&args);
+        v.as_array()
+            .expect("fetch-items array")
+            .iter()
+            .map(|r| match r["path"].as_str() {
+                Some(path) => Ok(std::fs::read(path).expect("read fetched item")),
+                None => Err(r["error"].as_str().unwrap_or_default().to_string()),
+            })
+            .collect()
+    }
+
     /// `UID STORE uid OP (flags)`, with OP `+FLAGS`, `-FLAGS` or `FLAGS`
     /// (e.g. `set_flags("INBOX", 3, "+FLAGS", "\\Flagged")`).
     pub fn set_flags(&self, folder: &str, uid: u32, op: &str, flags: &str) {

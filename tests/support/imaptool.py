@@ -19,6 +19,8 @@ Commands:
   uids FOLDER                          -> [uid, ...]
   flags FOLDER                         -> [[uid, "flags"], ...]
   fetch-all FOLDER OUTDIR              -> [{"uid","flags","size","path"}]
+  fetch-items FOLDER OUTDIR UID:ITEM.. -> [{"uid","item","path"} or {"uid","item","error"}]
+                                          (ITEM e.g. BINARY.PEEK[2]: the server's decoding of part 2)
   store FOLDER UIDSET OP FLAGS         -> {}   (OP: +FLAGS, -FLAGS, FLAGS)
   expunge FOLDER UIDSET                -> {}
 """
@@ -357,6 +359,38 @@ def cmd_fetch_all(m, a):
     return out
 
 
+def cmd_fetch_items(m, a):
+    """Each UID:ITEM (e.g. 7:BINARY.PEEK[2.1], 7:BODY.PEEK[3]) into a file of
+    its own. A refusal (NO [UNKNOWN-CTE], [PARSE], a BYE after an internal
+    error) is recorded as the item's error and the next item goes on, on a
+    new connection when the server hung up."""
+    select(m, a.folder)
+    out = []
+    for n, spec in enumerate(a.items):
+        uid, item = spec.split(":", 1)
+        rec = {"uid": int(uid), "item": item}
+        try:
+            typ, data = m.uid("FETCH", uid, "(%s)" % item)
+        except imaplib.IMAP4.abort as e:
+            rec["error"] = str(e)
+            out.append(rec)
+            m = connect(a)
+            select(m, a.folder)
+            continue
+        if typ != "OK":
+            rec["error"] = " ".join(d.decode(errors="replace") for d in data if isinstance(d, bytes))
+            out.append(rec)
+            continue
+        literals = [lit for _, lit in fetch_records(data) if lit is not None]
+        # An empty part comes back as "" (no literal) from Dovecot.
+        path = os.path.join(a.outdir, "%d.bin" % n)
+        with open(path, "wb") as fh:
+            fh.write(literals[0] if literals else b"")
+        rec["path"] = path
+        out.append(rec)
+    return out
+
+
 def cmd_store(m, a):
     select(m, a.folder, readonly=False)
     check(*m.uid("STORE", a.uidset, a.op, "(" + a.flags + ")"), "UID STORE")
@@ -399,6 +433,10 @@ def main():
     s = sub.add_parser("fetch-all")
     s.add_argument("folder")
     s.add_argument("outdir")
+    s = sub.add_parser("fetch-items")
+    s.add_argument("folder")
+    s.add_argument("outdir")
+    s.add_argument("items", nargs="+")
     s = sub.add_parser("store")
     s.add_argument("folder")
     s.add_argument("uidset")
@@ -421,6 +459,7 @@ def main():
         "uids": cmd_uids,
         "flags": cmd_flags,
         "fetch-all": cmd_fetch_all,
+        "fetch-items": cmd_fetch_items,
         "store": cmd_store,
         "expunge": cmd_expunge,
     }[a.cmd]

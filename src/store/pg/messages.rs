@@ -5,7 +5,8 @@
 use super::super::error::Result;
 use super::super::{Applied, FolderPatch, NewMessage, OldRow, Op};
 use super::folders::apply_patch;
-use super::{get, opt_text, text, Postgres, Tx};
+use super::{content, get, opt_text, text, Postgres, Tx};
+use crate::mime::Content;
 use postgres::types::ToSql;
 
 /// Rows in one INSERT at most (14 parameters each, far below the
@@ -18,7 +19,8 @@ const BYTES_PER_INSERT: usize = 16 << 20;
 const INSERT_HEAD: &str = "INSERT INTO email_messages (emfdid, uidvalidity, uid, message_id, \
      subject, from_addr, to_addrs, date_at, internal_date_at, size, flags, partial, stored_at, raw) \
      VALUES ";
-const INSERT_TAIL: &str = " ON CONFLICT (emfdid, uidvalidity, uid) DO NOTHING";
+const INSERT_TAIL: &str =
+    " ON CONFLICT (emfdid, uidvalidity, uid) DO NOTHING RETURNING emmsid, uid";
 
 /// The values of one message's row, owned so the text is NUL-free.
 struct Values<'a> {
@@ -115,7 +117,7 @@ impl Generation<'_, '_> {
         }
         sql.push_str(INSERT_TAIL);
         let first = rows.first().map_or(0, |m| m.uid);
-        let n = self.tx.execute(
+        let stored = self.tx.rows(
             &sql,
             &params,
             format!(
@@ -124,7 +126,16 @@ impl Generation<'_, '_> {
                 self.emfdid
             ),
         )?;
-        Ok(n as usize)
+        // Their attachments and search rows, in the same transaction.
+        let mut new = Vec::with_capacity(stored.len());
+        for r in &stored {
+            let (emmsid, uid): (i64, i64) = (get(r, 0)?, get(r, 1)?);
+            if let Some(m) = rows.iter().find(|m| i64::from(m.uid) == uid) {
+                new.push((emmsid, *m));
+            }
+        }
+        content::insert(self.tx, &new)?;
+        Ok(stored.len())
     }
 
     fn set_flags(&mut self, uid: u32, flags: &str) -> Result<()> {
@@ -167,14 +178,17 @@ impl Generation<'_, '_> {
     }
 
     /// The whole message for a row stored header-only.
-    fn complete(&mut self, uid: u32, raw: &[u8]) -> Result<()> {
+    fn complete(&mut self, uid: u32, raw: &[u8], content: &Content) -> Result<()> {
         let emfdid = self.emfdid;
-        self.tx.execute(
+        let stored = self.tx.row(
             "UPDATE email_messages SET raw = $1, partial = 0 \
-             WHERE emfdid = $2 AND uidvalidity = $3 AND uid = $4",
+             WHERE emfdid = $2 AND uidvalidity = $3 AND uid = $4 RETURNING emmsid",
             &[&raw, &emfdid, &self.uidvalidity, &i64::from(uid)],
             format!("store the whole of uid {uid} in folder {emfdid}"),
         )?;
+        if let Some(r) = stored {
+            content::replace(self.tx, get(&r, 0)?, content)?;
+        }
         Ok(())
     }
 
@@ -240,7 +254,7 @@ impl Postgres {
                     Op::SetFlags { uid, flags } => folder.set_flags(*uid, flags)?,
                     Op::Expunge { uids } => folder.expunge(uids)?,
                     Op::Remap { emmsid, uid, flags } => folder.remap(*emmsid, *uid, flags)?,
-                    Op::Complete { uid, raw } => folder.complete(*uid, raw)?,
+                    Op::Complete { uid, raw, content } => folder.complete(*uid, raw, content)?,
                     Op::DropOldGenerations => folder.drop_old_generations()?,
                 }
                 i += 1;

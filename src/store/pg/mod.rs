@@ -12,7 +12,9 @@
 //! described by host, port, user and database only.
 
 mod accounts;
+mod content;
 mod folders;
+mod fts;
 mod leases;
 mod messages;
 mod outbox;

@@ -12,7 +12,12 @@ use super::leases::LOCK_CLASS;
 
 /// The migrations, the first at index 0 (it makes version 1). Written so a
 /// table the web application created first is completed, not refused.
-const MIGRATIONS: &[&str] = &[VERSION_ONE, VERSION_TWO, VERSION_THREE];
+const MIGRATIONS: &[&str] = &[
+    VERSION_ONE,
+    VERSION_TWO,
+    VERSION_THREE,
+    super::content::MIGRATION,
+];
 
 /// The public tables of SPEC §5.
 const VERSION_ONE: &str = r#"
