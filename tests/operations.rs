@@ -952,10 +952,20 @@ fn the_demo_shows_the_mail_received_and_sent_and_leaves_nothing_behind() {
         "sent message emoid=1 to 1 recipients [1,]",
         "received 80 new messages in",
         "received 1 new messages in",
-        "engine search",
+        "engine search 'backproc demo'",
     ] {
         assert!(said.contains(want), "no {want:?} in:\n{said}");
     }
+    // The search finds the message in bob's Inbox and alice's Sent copy.
+    let (_, found) = said
+        .split_once("engine search 'backproc demo'")
+        .expect("the search ran");
+    let hits = found
+        .lines()
+        .filter(|l| l.contains("Hello from the backproc demo"))
+        .count();
+    assert!(hits >= 2, "{found}");
+    assert!(found.contains("[backproc]"), "{found}");
     // It stopped what it started and removed its directory.
     let work = said
         .lines()
