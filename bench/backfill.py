@@ -1,12 +1,12 @@
 #!/usr/bin/python3
-"""The backfill of migration 3 (attachments and search for mail stored
-before them, SPEC section 14): how long it takes, and how long the web
-application's writes wait meanwhile.
+"""The backfill of the content migration (SQLite's migration 4:
+attachments and search for mail stored before them, SPEC section 14): how
+long it takes, and how long the web application's writes wait meanwhile.
 
     bench/backfill.py --engine target/release/engine [--messages 20000] [--rounds 3]
 
-Builds a store as an engine from before migration 3 left it (schema
-version 2, none of migration 3's objects) holding N messages of bench.py's
+Builds a store as an engine from before that migration left it (schema
+version 3, none of its objects) holding N messages of bench.py's
 corpus (2-20 KB of text, ~5% with a 0.1-1.7 MB attachment), then runs
 `engine run --no-sync --no-outbox` (the backfill alone, to the end) while a
 writer does what a web application does: one small write transaction
@@ -44,7 +44,7 @@ DROP TABLE email_content_backfill;
 DROP INDEX email_messages_search;
 DROP INDEX email_messages_dated;
 DROP INDEX email_messages_undated;
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 """
 
 

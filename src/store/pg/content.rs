@@ -52,6 +52,16 @@ CREATE TABLE IF NOT EXISTS email_search (
     document TSVECTOR NOT NULL
 );
 CREATE INDEX IF NOT EXISTS email_search_document ON email_search USING GIN (document);
+-- lz4 where the server has it: pglz costs the writer more than the rest of
+-- a row's write (bench/README.md).
+DO $$
+BEGIN
+    ALTER TABLE email_search ALTER COLUMN body SET COMPRESSION lz4,
+        ALTER COLUMN document SET COMPRESSION lz4;
+EXCEPTION WHEN OTHERS THEN
+    NULL;
+END
+$$;
 
 -- Search hits newest first.
 CREATE INDEX IF NOT EXISTS email_messages_newest
@@ -95,10 +105,32 @@ type Columns<'a> = [Option<&'a str>; 4];
 
 /// One message's `email_search` row: the text as it is (NUL-free) and its
 /// document.
-struct SearchRow {
+pub(super) struct SearchRow {
     emmsid: i64,
     original: [Option<String>; 4],
-    document: String,
+    document: Tsvector,
+}
+
+/// A `tsvector` in PostgreSQL's binary form ([`fts::document`]).
+#[derive(Debug)]
+struct Tsvector(Vec<u8>);
+
+impl ToSql for Tsvector {
+    fn to_sql(
+        &self,
+        _: &postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+    {
+        out.extend_from_slice(&self.0);
+        Ok(postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &postgres::types::Type) -> bool {
+        ty.name() == "tsvector"
+    }
+
+    postgres::types::to_sql_checked!();
 }
 
 impl SearchRow {
@@ -106,7 +138,7 @@ impl SearchRow {
         SearchRow {
             emmsid,
             original: columns.map(|c| opt_text(c).map(|t| t.into_owned())),
-            document: fts::document(columns, INDEXED_TEXT),
+            document: Tsvector(fts::document(columns, INDEXED_TEXT)),
         }
     }
 }
@@ -115,7 +147,7 @@ impl SearchRow {
 fn search_values(i: usize) -> String {
     let p = |k: usize| format!("${}", i * 6 + k);
     format!(
-        "({}, {}, {}, {}, {}, {}::text::tsvector)",
+        "({}, {}, {}, {}, {}, {})",
         p(1),
         p(2),
         p(3),
@@ -217,12 +249,12 @@ fn attachments(tx: &mut Tx<'_>, rows: &[AttachmentRow]) -> Result<()> {
     Ok(())
 }
 
-/// Writes the search rows and the attachment rows of messages just stored
-/// (`emmsid`, message).
-pub(super) fn insert(tx: &mut Tx<'_>, new: &[(i64, &NewMessage)]) -> Result<()> {
-    let search: Vec<SearchRow> = new
+/// The search rows of `batch`, in its order, made before the messages'
+/// `emmsid`s are known (while their INSERTs run).
+pub(super) fn search_rows(batch: &[&NewMessage]) -> Vec<SearchRow> {
+    batch
         .iter()
-        .map(|(emmsid, m)| {
+        .map(|m| {
             let s = &m.summary;
             let columns = [
                 s.subject.as_deref(),
@@ -230,19 +262,41 @@ pub(super) fn insert(tx: &mut Tx<'_>, new: &[(i64, &NewMessage)]) -> Result<()> 
                 s.to_addrs.as_deref(),
                 Some(m.content.text.as_str()),
             ];
-            SearchRow::of(*emmsid, columns)
+            SearchRow::of(0, columns)
         })
-        .collect();
-    index(tx, &search)?;
-    let list: Vec<AttachmentRow> = new
-        .iter()
-        .flat_map(|(emmsid, m)| {
+        .collect()
+}
+
+/// Writes the search rows (`made` by [`search_rows`]) and the attachment
+/// rows of the messages of `batch` just stored as `stored` (`emmsid`,
+/// UID); a message not stored (there already) is left alone.
+pub(super) fn insert(
+    tx: &mut Tx<'_>,
+    batch: &[&NewMessage],
+    made: Vec<SearchRow>,
+    stored: &[(i64, u32)],
+) -> Result<()> {
+    let mut made: Vec<Option<SearchRow>> = made.into_iter().map(Some).collect();
+    let at: std::collections::HashMap<u32, usize> =
+        batch.iter().enumerate().map(|(i, m)| (m.uid, i)).collect();
+    let (mut search, mut list) = (Vec::with_capacity(stored.len()), Vec::new());
+    for &(emmsid, uid) in stored {
+        let Some(&i) = at.get(&uid) else {
+            continue;
+        };
+        if let Some(mut row) = made.get_mut(i).and_then(Option::take) {
+            row.emmsid = emmsid;
+            search.push(row);
+        }
+        let m = batch[i];
+        list.extend(
             m.content
                 .attachments
                 .iter()
-                .map(move |a| AttachmentRow::of(*emmsid, a))
-        })
-        .collect();
+                .map(|a| AttachmentRow::of(emmsid, a)),
+        );
+    }
+    index(tx, &search)?;
     attachments(tx, &list)
 }
 
@@ -310,11 +364,15 @@ fn attachment_row(r: &Row) -> Result<StoredAttachment> {
     })
 }
 
-/// A hit's columns before its snippet: `m` a message, `f` its folder, `s`
-/// its search row.
+/// A hit's columns but its snippet: `m` a message, `f` its folder.
 const HIT_COLUMNS: &str = "m.emmsid, f.acntid, m.emfdid, f.name, \
-     COALESCE(m.date_at, m.internal_date_at), m.from_addr, m.subject, \
-     s.subject, s.from_addr, s.to_addrs, s.body";
+     COALESCE(m.date_at, m.internal_date_at), m.from_addr, m.subject";
+
+/// A query with fewer matches than this has them all sorted by date.
+const FEW: usize = 2000;
+
+/// Hits whose texts are read at once, for their snippets.
+const SNIPPETS_PER_READ: usize = 20;
 
 /// Words of context a snippet keeps (as on SQLite).
 const SNIPPET_TOKENS: usize = 16;
@@ -389,28 +447,48 @@ impl Postgres {
             return Ok(Ok(Vec::new()));
         };
         let limit = i64::from(q.limit);
-        let rows = self.rows(
-            &format!(
-                "SELECT {HIT_COLUMNS} FROM email_search s \
-                 JOIN email_messages m ON m.emmsid = s.emmsid \
-                 JOIN email_folders f ON f.emfdid = m.emfdid \
-                 WHERE s.document @@ $1::text::tsquery \
-                 AND ($2::bigint IS NULL OR f.acntid = $2) AND ($3::bigint IS NULL OR m.emfdid = $3) \
-                 ORDER BY COALESCE(m.date_at, m.internal_date_at) DESC, m.emmsid DESC LIMIT $4"
-            ),
-            &[&tsquery, &q.account, &q.folder, &limit],
+        // The first matches, from the GIN index alone. Fewer than FEW: sort
+        // just those by date. More: let PostgreSQL go through the messages
+        // newest first, testing each (its plan without statistics, or with
+        // a rare word, can walk every message for one match otherwise).
+        let first = self.rows(
+            "SELECT emmsid FROM email_search WHERE document @@ $1::text::tsquery LIMIT $2",
+            &[&tsquery, &(FEW as i64)],
             "search",
         )?;
-        let hits = rows
+        let rows = if first.len() < FEW {
+            let ids = first
+                .iter()
+                .map(|r| get(r, 0))
+                .collect::<Result<Vec<i64>>>()?;
+            self.rows(
+                &format!(
+                    "SELECT {HIT_COLUMNS} FROM email_messages m \
+                     JOIN email_folders f ON f.emfdid = m.emfdid \
+                     WHERE m.emmsid = ANY($1) \
+                     AND ($2::bigint IS NULL OR f.acntid = $2) AND ($3::bigint IS NULL OR m.emfdid = $3) \
+                     ORDER BY COALESCE(m.date_at, m.internal_date_at) DESC, m.emmsid DESC LIMIT $4"
+                ),
+                &[&ids, &q.account, &q.folder, &limit],
+                "search",
+            )?
+        } else {
+            self.rows(
+                &format!(
+                    "SELECT {HIT_COLUMNS} FROM email_search s \
+                     JOIN email_messages m ON m.emmsid = s.emmsid \
+                     JOIN email_folders f ON f.emfdid = m.emfdid \
+                     WHERE s.document @@ $1::text::tsquery \
+                     AND ($2::bigint IS NULL OR f.acntid = $2) AND ($3::bigint IS NULL OR m.emfdid = $3) \
+                     ORDER BY COALESCE(m.date_at, m.internal_date_at) DESC, m.emmsid DESC LIMIT $4"
+                ),
+                &[&tsquery, &q.account, &q.folder, &limit],
+                "search",
+            )?
+        };
+        let mut hits = rows
             .iter()
             .map(|r| {
-                let (s, f, t, b): (
-                    Option<String>,
-                    Option<String>,
-                    Option<String>,
-                    Option<String>,
-                ) = (get(r, 7)?, get(r, 8)?, get(r, 9)?, get(r, 10)?);
-                let columns = [s.as_deref(), f.as_deref(), t.as_deref(), b.as_deref()];
                 Ok(Hit {
                     emmsid: get(r, 0)?,
                     acntid: get(r, 1)?,
@@ -419,10 +497,34 @@ impl Postgres {
                     date_at: get(r, 4)?,
                     from_addr: get(r, 5)?,
                     subject: get(r, 6)?,
-                    snippet: fts::snippet(columns, &query.terms, q.marks, SNIPPET_TOKENS),
+                    snippet: String::new(),
                 })
             })
             .collect::<Result<Vec<Hit>>>()?;
+        // The texts for the snippets, a few hits at a time: a search with
+        // a large --limit never holds every body at once.
+        for chunk in hits.chunks_mut(SNIPPETS_PER_READ) {
+            let ids: Vec<i64> = chunk.iter().map(|h| h.emmsid).collect();
+            let texts = self.rows(
+                "SELECT emmsid, subject, from_addr, to_addrs, body FROM email_search \
+                 WHERE emmsid = ANY($1)",
+                &[&ids],
+                "read the text of the hits",
+            )?;
+            for r in &texts {
+                let emmsid: i64 = get(r, 0)?;
+                let (s, f, t, b): (
+                    Option<String>,
+                    Option<String>,
+                    Option<String>,
+                    Option<String>,
+                ) = (get(r, 1)?, get(r, 2)?, get(r, 3)?, get(r, 4)?);
+                let columns = [s.as_deref(), f.as_deref(), t.as_deref(), b.as_deref()];
+                if let Some(h) = chunk.iter_mut().find(|h| h.emmsid == emmsid) {
+                    h.snippet = fts::snippet(columns, &query.terms, q.marks, SNIPPET_TOKENS);
+                }
+            }
+        }
         Ok(Ok(hits))
     }
 

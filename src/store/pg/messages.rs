@@ -2,7 +2,7 @@
 //! multi-row INSERT (a few of them for a large batch) in the transaction
 //! that also records the folder's progress.
 
-use super::super::error::Result;
+use super::super::error::{Error, Result};
 use super::super::{Applied, FolderPatch, NewMessage, OldRow, Op};
 use super::folders::apply_patch;
 use super::{content, get, opt_text, text, Postgres, Tx};
@@ -63,25 +63,39 @@ impl Generation<'_, '_> {
     /// Stores new messages (one already stored under its UID is left as it
     /// is); returns the rows inserted.
     fn insert(&mut self, batch: &[&NewMessage], now: i64) -> Result<usize> {
-        let mut inserted = 0;
-        let mut start = 0;
-        while start < batch.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < batch.len() && end - start < ROWS_PER_INSERT {
-                bytes += batch[end].raw.len();
-                end += 1;
-                if bytes >= BYTES_PER_INSERT {
-                    break;
+        std::thread::scope(|scope| {
+            // The search rows are made on another core while the messages
+            // go in: the writer is what a first sync waits for.
+            let made = scope.spawn(|| content::search_rows(batch));
+            let mut stored = Vec::with_capacity(batch.len());
+            let mut start = 0;
+            while start < batch.len() {
+                let mut end = start;
+                let mut bytes = 0;
+                while end < batch.len() && end - start < ROWS_PER_INSERT {
+                    bytes += batch[end].raw.len();
+                    end += 1;
+                    if bytes >= BYTES_PER_INSERT {
+                        break;
+                    }
                 }
+                stored.extend(self.insert_rows(&batch[start..end], now)?);
+                start = end;
             }
-            inserted += self.insert_rows(&batch[start..end], now)?;
-            start = end;
-        }
-        Ok(inserted)
+            let made = made.join().map_err(|_| {
+                Error::Unusable(format!(
+                    "making the search rows of folder {} panicked",
+                    self.emfdid
+                ))
+            })?;
+            // Their attachments and search rows, in the same transaction.
+            content::insert(self.tx, batch, made, &stored)?;
+            Ok(stored.len())
+        })
     }
 
-    fn insert_rows(&mut self, rows: &[&NewMessage], now: i64) -> Result<usize> {
+    /// Inserts `rows`; the (`emmsid`, UID) of those stored.
+    fn insert_rows(&mut self, rows: &[&NewMessage], now: i64) -> Result<Vec<(i64, u32)>> {
         let values: Vec<Values<'_>> = rows.iter().map(|m| Values::of(m)).collect();
         let mut sql = String::from(INSERT_HEAD);
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(rows.len() * 14);
@@ -126,16 +140,10 @@ impl Generation<'_, '_> {
                 self.emfdid
             ),
         )?;
-        // Their attachments and search rows, in the same transaction.
-        let mut new = Vec::with_capacity(stored.len());
-        for r in &stored {
-            let (emmsid, uid): (i64, i64) = (get(r, 0)?, get(r, 1)?);
-            if let Some(m) = rows.iter().find(|m| i64::from(m.uid) == uid) {
-                new.push((emmsid, *m));
-            }
-        }
-        content::insert(self.tx, &new)?;
-        Ok(stored.len())
+        stored
+            .iter()
+            .map(|r| Ok((get::<i64>(r, 0)?, get::<i64>(r, 1)? as u32)))
+            .collect()
     }
 
     fn set_flags(&mut self, uid: u32, flags: &str) -> Result<()> {
