@@ -73,11 +73,21 @@ impl Committer<'_> {
         self.flush()?;
         let (emfdid, uidvalidity, now) = (self.emfdid, self.uidvalidity, self.ctx.now);
         // Each message's attachments and text are made on a thread of its
-        // own (SPEC §14), while this worker fetches the next batch.
-        self.pending = Some(self.ctx.writer.submit_prepared(
-            move || with_content(ops),
-            move |s, ops| s.apply(emfdid, uidvalidity, &ops, &patch, now),
-        ));
+        // own (SPEC §14), while this worker fetches the next batch; a
+        // commit without new messages needs no such thread.
+        let whole = ops
+            .iter()
+            .any(|op| matches!(op, Op::Insert(m) if !m.partial));
+        self.pending = Some(if whole {
+            self.ctx.writer.submit_prepared(
+                move || with_content(ops),
+                move |s, ops| s.apply(emfdid, uidvalidity, &ops, &patch, now),
+            )
+        } else {
+            self.ctx
+                .writer
+                .submit(move |s| s.apply(emfdid, uidvalidity, &ops, &patch, now))
+        });
         Ok(())
     }
 

@@ -523,6 +523,16 @@ impl Conn {
                 self.send(dir, &data[..at]);
                 self.fire_with(dir, &data[at..]);
             }
+            // Garbage right after a command goes to the client before the
+            // command goes on to the server: the answer cannot overtake it.
+            None if armed_now
+                && matches!(
+                    self.rule.as_ref().map(|r| &r.fault),
+                    Some(Fault::Garbage(_))
+                ) =>
+            {
+                self.fire_with(dir, data);
+            }
             None => {
                 self.send(dir, data);
                 if armed_now {

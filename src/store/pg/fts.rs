@@ -4,7 +4,7 @@
 //! fold of a few letters unicode61 leaves alone (ł, đ, ø, ß and their
 //! capitals). To make PostgreSQL find the same messages, the engine splits
 //! and folds the text itself and hands PostgreSQL only the normalized words
-//! (`document`, a `tsvector` literal with the positions and the weights),
+//! (`document`, a `tsvector` in binary form with the positions and the weights),
 //! and translates an FTS5 query into a `tsquery` literal over the same words
 //! (`to_tsquery`). The four columns are told apart by weights: subject A,
 //! from_addr B, to_addrs C, body D. `snippet` approximates FTS5's
