@@ -208,6 +208,14 @@ pub fn run(
         }));
     }
     let (synced, outbox) = done?;
+    let stored: u64 = synced.done.received.values().sum();
+    if stored >= BULK {
+        // The planner has no statistics of a bulk load until autovacuum
+        // gets to it (PostgreSQL: a minute); a search wants them now.
+        if let Err(e) = store.refresh_statistics() {
+            log::warn!("after storing {stored} messages: {}", chain(&e));
+        }
+    }
     let backfill_failed = backfill(&mut store, opts, deadline, now);
     let count = |which: Outcome| synced.done.outcomes.iter().filter(|o| **o == which).count();
     let left = count(Outcome::Left);
@@ -266,6 +274,10 @@ fn backfill(store: &mut Store, opts: &Options, deadline: Instant, now: i64) -> u
         }
     }
 }
+
+/// New messages in a run from which the store's statistics are refreshed
+/// at its end (`Store::refresh_statistics`).
+const BULK: u64 = 1000;
 
 /// What the sync and the outbox of a run share.
 struct Cycle<'a> {

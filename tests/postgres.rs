@@ -624,3 +624,42 @@ fn the_credential_trigger_starts_the_back_off_over_on_postgresql() {
         .expect("row");
     assert_eq!((failures, retry, consent), (0, None, 0));
 }
+
+#[test]
+fn a_run_that_stores_a_thousand_messages_refreshes_the_planner_statistics() {
+    let dovecot = Dovecot::start();
+    let home = TempHome::on(support::Store::Postgres);
+    config(&home, &dovecot, "");
+    add_account(&home, &dovecot, "alice");
+    let imap = dovecot.imap("alice");
+    let few: Vec<Vec<u8>> = (0..5).map(|i| message(i, 300)).collect();
+    imap.append_many("INBOX", &few);
+    let analyzed = || -> Vec<String> {
+        home.db()
+            .prepare(
+                "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL \
+                 AND relname IN ('email_messages', 'email_search') ORDER BY relname",
+            )
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("pg_stat_user_tables")
+    };
+    let out = finish(spawn_run(&home, &[], &[]), &home);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        analyzed().is_empty(),
+        "a run of 5 messages analyzed {:?}",
+        analyzed()
+    );
+    let many: Vec<Vec<u8>> = (5..1005).map(|i| message(i, 300)).collect();
+    imap.append_many("INBOX", &many);
+    age_folders(&home.db());
+    let out = finish(spawn_run(&home, &[], &[]), &home);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The statistics collector reports the ANALYZE a moment later.
+    assert!(
+        wait_until(Duration::from_secs(10), || analyzed().len() == 2),
+        "after 1000 new messages: {:?}\n{}",
+        analyzed(),
+        home.log("l-debug.log")
+    );
+}

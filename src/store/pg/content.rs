@@ -528,6 +528,15 @@ impl Postgres {
         Ok(Ok(hits))
     }
 
+    /// ANALYZE of the message and search tables, after a bulk load: without
+    /// statistics the planner sorts every match of a search by date.
+    pub fn refresh_statistics(&mut self) -> Result<()> {
+        self.client
+            .borrow_mut()
+            .batch_execute("ANALYZE email_messages, email_search")
+            .map_err(|e| self.failed(e, "analyze the message and search tables"))
+    }
+
     /// Where the backfill stands (finished when there is nothing to do).
     pub fn backfill_state(&self) -> Result<BackfillState> {
         let row = self.row(
