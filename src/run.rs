@@ -210,8 +210,9 @@ pub fn run(
     let (synced, outbox) = done?;
     let stored: u64 = synced.done.received.values().sum();
     if stored >= BULK {
-        // The planner has no statistics of a bulk load until autovacuum
-        // gets to it (PostgreSQL: a minute); a search wants them now.
+        // The planner has no statistics of a bulk load, and its rows are
+        // not marked visible to all, until autovacuum gets to it
+        // (PostgreSQL: a minute); a search wants both now.
         if let Err(e) = store.refresh_statistics() {
             log::warn!("after storing {stored} messages: {}", chain(&e));
         }

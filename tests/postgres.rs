@@ -583,6 +583,44 @@ fn an_account_another_session_holds_is_skipped_and_named_as_held() {
 }
 
 #[test]
+fn a_lock_held_in_another_database_of_the_server_names_no_holder() {
+    let dovecot = Dovecot::start();
+    let home = TempHome::on(support::Store::Postgres);
+    config(&home, &dovecot, "");
+    let alice = add_account(&home, &dovecot, "alice");
+    // Another installation on the same server, its own database: its run
+    // holds its account with the same number.
+    let other_url = postgres::shared().new_database();
+    let mut other = ::postgres::Client::connect(
+        &format!("{other_url}&application_name=backproc%20otherhost%3A4242"),
+        ::postgres::NoTls,
+    )
+    .expect("connect");
+    other
+        .execute(
+            "SELECT pg_advisory_lock($1::int4, $2::int4)",
+            &[&LOCK_CLASS, &(alice as i32)],
+        )
+        .expect("lock");
+    for args in [&["plan"][..], &["status"], &["status", "--json"]] {
+        let out = home.engine().args(args).output().expect("engine");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            !stdout.contains("otherhost:4242"),
+            "engine {args:?} names another database's session:\n{stdout}"
+        );
+    }
+    let out = finish(spawn_run(&home, &[], &[]), &home);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !home.log("l-info.log").contains("another engine host"),
+        "{}",
+        home.log("l-info.log")
+    );
+}
+
+#[test]
 fn the_credential_trigger_starts_the_back_off_over_on_postgresql() {
     let dovecot = Dovecot::start();
     let home = TempHome::on(support::Store::Postgres);
@@ -626,7 +664,7 @@ fn the_credential_trigger_starts_the_back_off_over_on_postgresql() {
 }
 
 #[test]
-fn a_run_that_stores_a_thousand_messages_refreshes_the_planner_statistics() {
+fn a_run_that_stores_a_thousand_messages_vacuums_and_analyzes_the_search_tables() {
     let dovecot = Dovecot::start();
     let home = TempHome::on(support::Store::Postgres);
     config(&home, &dovecot, "");
@@ -638,7 +676,7 @@ fn a_run_that_stores_a_thousand_messages_refreshes_the_planner_statistics() {
         home.db()
             .prepare(
                 "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL \
-                 AND relname IN ('email_messages', 'email_search') ORDER BY relname",
+                 AND last_vacuum IS NOT NULL AND relname IN ('email_messages', 'email_search') ORDER BY relname",
             )
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
             .expect("pg_stat_user_tables")

@@ -351,7 +351,7 @@ both! {
     /// the index refuses is a [`BadQuery`] with its reason.
     fn search(&self, q: &SearchQuery<'_>) -> Result<std::result::Result<Vec<Hit>, BadQuery>>;
     /// Refreshes the planner's statistics of the message and search tables
-    /// after a bulk load (PostgreSQL's ANALYZE; nothing on SQLite, whose
+    /// after a bulk load (PostgreSQL's VACUUM and ANALYZE; nothing on SQLite, whose
     /// search plans are fixed).
     fn refresh_statistics(&mut self) -> Result<()>;
     /// Where the backfill of attachments and search stands.

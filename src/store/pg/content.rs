@@ -528,13 +528,28 @@ impl Postgres {
         Ok(Ok(hits))
     }
 
-    /// ANALYZE of the message and search tables, after a bulk load: without
-    /// statistics the planner sorts every match of a search by date.
+    /// VACUUM and ANALYZE of the message and search tables, after a bulk
+    /// load: without statistics the planner sorts every match of a search
+    /// by date, and until the new rows are marked visible to all (what
+    /// VACUUM does) a search reads every heap row its index scans pass
+    /// (85 ms against 25 over 50,000 messages). The tables' TOAST (the raw
+    /// messages, gigabytes) is left to autovacuum; a table another session
+    /// is vacuuming is skipped.
     pub fn refresh_statistics(&mut self) -> Result<()> {
-        self.client
-            .borrow_mut()
-            .batch_execute("ANALYZE email_messages, email_search")
-            .map_err(|e| self.failed(e, "analyze the message and search tables"))
+        let c = &mut *self.client.borrow_mut();
+        let version: i32 = c
+            .query_one("SELECT current_setting('server_version_num')::int4", &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| self.failed(e, "read the server's version"))?;
+        let sql = match version {
+            140_000.. => {
+                "VACUUM (ANALYZE, SKIP_LOCKED, PROCESS_TOAST FALSE) email_messages, email_search"
+            }
+            120_000.. => "VACUUM (ANALYZE, SKIP_LOCKED) email_messages, email_search",
+            _ => "ANALYZE email_messages, email_search",
+        };
+        c.batch_execute(sql)
+            .map_err(|e| self.failed(e, "vacuum and analyze the message and search tables"))
     }
 
     /// Where the backfill stands (finished when there is nothing to do).

@@ -265,13 +265,15 @@ impl Drop for Leases {
 impl super::Postgres {
     /// Accounts whose lock a session holds, with the holder's
     /// `HOSTNAME:PID` (from its `application_name`): read from `pg_locks`,
-    /// never by trying a lock.
+    /// never by trying a lock. Advisory locks are the database's: another
+    /// installation's database on the same server holds its own.
     pub fn holders(&self) -> Result<HashMap<i64, String>> {
         self.rows(
             "SELECT l.objid::int8, a.application_name, a.pid FROM pg_locks l \
              JOIN pg_stat_activity a ON a.pid = l.pid \
              WHERE l.locktype = 'advisory' AND l.classid::int8 = $1 AND l.objsubid = 2 \
-             AND l.granted AND l.objid::int8 != 0",
+             AND l.granted AND l.objid::int8 != 0 \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[&i64::from(LOCK_CLASS)],
             "read the holders of accounts",
         )?
