@@ -441,7 +441,7 @@ impl Postgres {
         }
         let query = match fts::to_tsquery(q.text) {
             Ok(query) => query,
-            Err(why) => return Ok(Err(BadQuery(why))),
+            Err(why) => return Ok(Err(why)),
         };
         let Some(tsquery) = query.tsquery else {
             return Ok(Ok(Vec::new()));

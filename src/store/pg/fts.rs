@@ -12,6 +12,7 @@
 //!
 //! Nothing here talks to PostgreSQL: plain functions over strings.
 
+use crate::store::BadQuery;
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 
@@ -228,7 +229,7 @@ pub struct Query {
 /// Translates an FTS5 query into a `tsquery` over the weighted columns
 /// (subject A, from_addr B, to_addrs C, body D). The error is a reason in
 /// the style of FTS5's messages. `NEAR` groups and `^` are refused.
-pub fn to_tsquery(query: &str) -> Result<Query, String> {
+pub fn to_tsquery(query: &str) -> Result<Query, BadQuery> {
     let tokens = lex(query)?;
     let mut parser = Parser { tokens, pos: 0 };
     let expr = parser.parse_or(ALL)?;
@@ -298,7 +299,7 @@ impl Tok<'_> {
 }
 
 /// Splits an FTS5 query into tokens.
-fn lex(query: &str) -> Result<Vec<Tok<'_>>, String> {
+fn lex(query: &str) -> Result<Vec<Tok<'_>>, BadQuery> {
     let mut tokens = Vec::new();
     let mut rest = query;
     loop {
@@ -321,7 +322,7 @@ fn lex(query: &str) -> Result<Vec<Tok<'_>>, String> {
 }
 
 /// The length of the `"string"` at the start of `s`, quotes included.
-fn quoted_len(s: &str) -> Result<usize, String> {
+fn quoted_len(s: &str) -> Result<usize, BadQuery> {
     let mut chars = s.char_indices().skip(1).peekable();
     while let Some((i, c)) = chars.next() {
         if c != '"' {
@@ -332,7 +333,7 @@ fn quoted_len(s: &str) -> Result<usize, String> {
         }
         chars.next();
     }
-    Err("unterminated string".to_string())
+    Err(BadQuery("unterminated string".into()))
 }
 
 /// Whether `c` may be part of a bareword.
@@ -341,7 +342,7 @@ fn is_bare(c: char) -> bool {
 }
 
 /// The kind of the token `src`.
-fn kind_of(src: &str) -> Result<Kind, String> {
+fn kind_of(src: &str) -> Result<Kind, BadQuery> {
     Ok(match src {
         "AND" => Kind::And,
         "OR" => Kind::Or,
@@ -358,7 +359,7 @@ fn kind_of(src: &str) -> Result<Kind, String> {
         "^" => Kind::Caret,
         s if s.starts_with('"') => Kind::Quoted,
         s if s.starts_with(is_bare) => Kind::Bare,
-        s => return Err(format!("fts5: syntax error near \"{s}\"")),
+        s => return Err(BadQuery(format!("fts5: syntax error near \"{s}\""))),
     })
 }
 
@@ -434,13 +435,13 @@ impl<'a> Parser<'a> {
     }
 
     /// FTS5's message for an unexpected token (or end of query).
-    fn syntax_error(&self) -> String {
+    fn syntax_error(&self) -> BadQuery {
         let near = self.tokens.get(self.pos).map_or("", |t| t.src);
-        format!("fts5: syntax error near \"{near}\"")
+        BadQuery(format!("fts5: syntax error near \"{near}\""))
     }
 
     /// Consumes a token of kind `kind` or fails.
-    fn expect(&mut self, kind: Kind) -> Result<(), String> {
+    fn expect(&mut self, kind: Kind) -> Result<(), BadQuery> {
         if self.eat(kind) {
             Ok(())
         } else {
@@ -448,7 +449,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn parse_or(&mut self, cols: Cols) -> Result<Expr, String> {
+    fn parse_or(&mut self, cols: Cols) -> Result<Expr, BadQuery> {
         let mut e = self.parse_and(cols)?;
         while self.eat(Kind::Or) {
             e = or(e, self.parse_and(cols)?);
@@ -456,7 +457,7 @@ impl<'a> Parser<'a> {
         Ok(e)
     }
 
-    fn parse_and(&mut self, cols: Cols) -> Result<Expr, String> {
+    fn parse_and(&mut self, cols: Cols) -> Result<Expr, BadQuery> {
         let mut e = self.parse_not(cols)?;
         while self.eat(Kind::And) {
             e = and(e, self.parse_not(cols)?);
@@ -464,7 +465,7 @@ impl<'a> Parser<'a> {
         Ok(e)
     }
 
-    fn parse_not(&mut self, cols: Cols) -> Result<Expr, String> {
+    fn parse_not(&mut self, cols: Cols) -> Result<Expr, BadQuery> {
         let mut e = self.parse_primary(cols)?;
         while self.eat(Kind::Not) {
             e = not(e, self.parse_primary(cols)?);
@@ -473,7 +474,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A parenthesized group, filtered or not, or adjacent phrases.
-    fn parse_primary(&mut self, cols: Cols) -> Result<Expr, String> {
+    fn parse_primary(&mut self, cols: Cols) -> Result<Expr, BadQuery> {
         if self.eat(Kind::LParen) {
             return self.group(cols);
         }
@@ -492,7 +493,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The rest of a group after its `(`.
-    fn group(&mut self, cols: Cols) -> Result<Expr, String> {
+    fn group(&mut self, cols: Cols) -> Result<Expr, BadQuery> {
         let e = self.parse_or(cols)?;
         self.expect(Kind::RParen)?;
         Ok(e)
@@ -512,24 +513,24 @@ impl<'a> Parser<'a> {
     }
 
     /// A phrase, maybe with a column filter.
-    fn cnear(&mut self, cols: Cols) -> Result<Expr, String> {
+    fn cnear(&mut self, cols: Cols) -> Result<Expr, BadQuery> {
         let cols = match self.colset() {
             Some(spec) => cols & resolve(&spec)?,
             None => cols,
         };
         match self.tokens.get(self.pos) {
-            Some(t) if t.kind == Kind::Caret => {
-                Err("fts5: ^ (initial token) is not supported on PostgreSQL".to_string())
-            }
-            Some(t) if t.src == "NEAR" && self.peek(1) == Some(Kind::LParen) => {
-                Err("fts5: NEAR groups are not supported on PostgreSQL".to_string())
-            }
+            Some(t) if t.kind == Kind::Caret => Err(BadQuery(
+                "fts5: ^ (initial token) is not supported on PostgreSQL".into(),
+            )),
+            Some(t) if t.src == "NEAR" && self.peek(1) == Some(Kind::LParen) => Err(BadQuery(
+                "fts5: NEAR groups are not supported on PostgreSQL".into(),
+            )),
             _ => self.phrase(cols),
         }
     }
 
     /// Strings joined by `+`, each maybe ending in a prefix `*`.
-    fn phrase(&mut self, cols: Cols) -> Result<Expr, String> {
+    fn phrase(&mut self, cols: Cols) -> Result<Expr, BadQuery> {
         let mut lexemes = Vec::new();
         loop {
             let tok = match self.tokens.get(self.pos) {
@@ -600,13 +601,13 @@ impl<'a> Parser<'a> {
 }
 
 /// The set of columns a column filter names.
-fn resolve((names, negated): &(Vec<String>, bool)) -> Result<Cols, String> {
+fn resolve((names, negated): &(Vec<String>, bool)) -> Result<Cols, BadQuery> {
     let mut cols = 0;
     for name in names {
         let i = COLUMNS
             .iter()
             .position(|(c, _)| c.eq_ignore_ascii_case(name))
-            .ok_or_else(|| format!("no such column: {name}"))?;
+            .ok_or_else(|| BadQuery(format!("no such column: {name}")))?;
         cols |= 1 << i;
     }
     Ok(if *negated { ALL & !cols } else { cols })
@@ -974,7 +975,11 @@ mod tests {
                 "fts5: ^ (initial token) is not supported on PostgreSQL",
             ),
         ] {
-            assert_eq!(to_tsquery(query), Err(want.to_string()), "{query}");
+            assert_eq!(
+                to_tsquery(query),
+                Err(BadQuery(want.to_string())),
+                "{query}"
+            );
         }
     }
 
