@@ -526,6 +526,39 @@ fn hosts_starting_at_once_migrate_once() {
     assert!(versions[0] >= 3, "{versions:?}");
 }
 
+/// A session on `url` named as the run of `otherhost:4242`, holding
+/// account `acntid`'s lock as a run does (until it is dropped).
+fn hold_as_otherhost(url: &str, acntid: i64) -> ::postgres::Client {
+    let mut other = ::postgres::Client::connect(
+        &format!("{url}&application_name=backproc%20otherhost%3A4242"),
+        ::postgres::NoTls,
+    )
+    .expect("connect");
+    other
+        .execute(
+            "SELECT pg_advisory_lock($1::int4, $2::int4)",
+            &[&LOCK_CLASS, &(acntid as i32)],
+        )
+        .expect("lock");
+    other
+}
+
+/// What `plan`, `status` and `status --json` print (each must succeed).
+fn holder_views(home: &TempHome) -> Vec<(&'static [&'static str], String)> {
+    [&["plan"][..], &["status"], &["status", "--json"]]
+        .into_iter()
+        .map(|args| {
+            let out = home.engine().args(args).output().expect("engine");
+            assert!(
+                out.status.success(),
+                "engine {args:?}: {}",
+                text(&out.stderr)
+            );
+            (args, text(&out.stdout))
+        })
+        .collect()
+}
+
 #[test]
 fn an_account_another_session_holds_is_skipped_and_named_as_held() {
     let dovecot = Dovecot::start();
@@ -536,21 +569,8 @@ fn an_account_another_session_holds_is_skipped_and_named_as_held() {
     dovecot.imap("alice").append("INBOX", &message(1, 500), "");
     dovecot.imap("carol").append("INBOX", &message(2, 500), "");
     // Another host holds alice's account, as a run does.
-    let url = home.database_url().expect("url").to_string();
-    let mut other = ::postgres::Client::connect(
-        &format!("{url}&application_name=backproc%20otherhost%3A4242"),
-        ::postgres::NoTls,
-    )
-    .expect("connect");
-    other
-        .execute(
-            "SELECT pg_advisory_lock($1::int4, $2::int4)",
-            &[&LOCK_CLASS, &(alice as i32)],
-        )
-        .expect("lock");
-    for args in [&["plan"][..], &["status"], &["status", "--json"]] {
-        let out = home.engine().args(args).output().expect("engine");
-        let stdout = text(&out.stdout);
+    let other = hold_as_otherhost(home.database_url().expect("url"), alice);
+    for (args, stdout) in holder_views(&home) {
         assert!(
             stdout.contains("otherhost:4242"),
             "engine {args:?} names no holder:\n{stdout}"
@@ -590,22 +610,8 @@ fn a_lock_held_in_another_database_of_the_server_names_no_holder() {
     let alice = add_account(&home, &dovecot, "alice");
     // Another installation on the same server, its own database: its run
     // holds its account with the same number.
-    let other_url = postgres::shared().new_database();
-    let mut other = ::postgres::Client::connect(
-        &format!("{other_url}&application_name=backproc%20otherhost%3A4242"),
-        ::postgres::NoTls,
-    )
-    .expect("connect");
-    other
-        .execute(
-            "SELECT pg_advisory_lock($1::int4, $2::int4)",
-            &[&LOCK_CLASS, &(alice as i32)],
-        )
-        .expect("lock");
-    for args in [&["plan"][..], &["status"], &["status", "--json"]] {
-        let out = home.engine().args(args).output().expect("engine");
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let stdout = text(&out.stdout);
+    let _other = hold_as_otherhost(&postgres::shared().new_database(), alice);
+    for (args, stdout) in holder_views(&home) {
         assert!(
             !stdout.contains("otherhost:4242"),
             "engine {args:?} names another database's session:\n{stdout}"
