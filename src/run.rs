@@ -208,15 +208,7 @@ pub fn run(
         }));
     }
     let (synced, outbox) = done?;
-    let stored: u64 = synced.done.received.values().sum();
-    if stored >= BULK {
-        // The planner has no statistics of a bulk load, and its rows are
-        // not marked visible to all, until autovacuum gets to it
-        // (PostgreSQL: a minute); a search wants both now.
-        if let Err(e) = store.refresh_statistics() {
-            log::warn!("after storing {stored} messages: {}", chain(&e));
-        }
-    }
+    after_bulk_load(&mut store, &synced);
     let backfill_failed = backfill(&mut store, opts, deadline, now);
     let count = |which: Outcome| synced.done.outcomes.iter().filter(|o| **o == which).count();
     let left = count(Outcome::Left);
@@ -279,6 +271,18 @@ fn backfill(store: &mut Store, opts: &Options, deadline: Instant, now: i64) -> u
 /// New messages in a run from which the store's statistics are refreshed
 /// at its end (`Store::refresh_statistics`).
 const BULK: u64 = 1000;
+
+/// After a run that stored `BULK` messages or more: the planner has no
+/// statistics of them, and they are not marked visible to all, until
+/// autovacuum gets to them (PostgreSQL: a minute); a search wants both now.
+fn after_bulk_load(store: &mut Store, synced: &Synced) {
+    let stored: u64 = synced.done.received.values().sum();
+    if stored >= BULK {
+        if let Err(e) = store.refresh_statistics() {
+            log::warn!("after storing {stored} messages: {}", chain(&e));
+        }
+    }
+}
 
 /// What the sync and the outbox of a run share.
 struct Cycle<'a> {
