@@ -24,6 +24,22 @@ pub struct Writer {
     locked_out: Arc<OnceLock<String>>,
 }
 
+/// A job being prepared on a thread of its own ([`Writer::prepare`]);
+/// dropped unreleased, it is never queued.
+pub struct Prepared<T> {
+    go: SyncSender<()>,
+    pending: Pending<T>,
+}
+
+impl<T> Prepared<T> {
+    /// Queues the job as soon as its preparation is done: jobs released one
+    /// after another's commit are committed in that order.
+    pub fn release(self) -> Pending<T> {
+        let _ = self.go.send(());
+        self.pending
+    }
+}
+
 /// The result of a submitted job, to wait for later.
 pub struct Pending<T>(Receiver<store::Result<T>>);
 
@@ -78,31 +94,44 @@ impl Writer {
         Pending(rx)
     }
 
-    /// Runs `prepare` on a thread of its own, then queues `f` with what it
-    /// made: the CPU work a job needs (parsing the messages a worker
-    /// fetched) overlaps both the worker's next fetch and the writer's
-    /// current job, instead of lengthening either.
-    pub fn submit_prepared<P: Send + 'static, T: Send + 'static>(
+    /// Starts `prepare` on a thread of its own at once; `f` is queued with
+    /// what it made when the returned job is [released](Prepared::release)
+    /// and `prepare` is done. The CPU work a job needs (parsing the
+    /// messages a worker fetched) so overlaps the writer's current job and
+    /// the worker's next fetch instead of lengthening either, while the
+    /// worker still decides when its job joins the queue (after its
+    /// previous one is committed: a folder's batches go in in order).
+    pub fn prepare<P: Send + 'static, T: Send + 'static>(
         &self,
         prepare: impl FnOnce() -> P + Send + 'static,
         f: impl FnOnce(&mut Store, P) -> store::Result<T> + Send + 'static,
-    ) -> Pending<T> {
+    ) -> Prepared<T> {
         let (tx, rx) = mpsc::sync_channel(1);
+        let (go, released) = mpsc::sync_channel::<()>(1);
         let writer = self.clone();
         let spawned = std::thread::Builder::new()
             .name("prepare".into())
             .spawn(move || {
                 let prepared = prepare();
-                let _ = tx.send(writer.call(move |s| f(s, prepared)));
+                // Dropped unreleased (its worker failed): nothing is queued.
+                if released.recv().is_ok() {
+                    let _ = tx.send(writer.call(move |s| f(s, prepared)));
+                }
             });
         if let Err(e) = spawned {
             let (tx, rx) = mpsc::sync_channel(1);
             let _ = tx.send(Err(store::Error::Unusable(format!(
                 "cannot start a thread to prepare a batch: {e}"
             ))));
-            return Pending(rx);
+            return Prepared {
+                go,
+                pending: Pending(rx),
+            };
         }
-        Pending(rx)
+        Prepared {
+            go,
+            pending: Pending(rx),
+        }
     }
 
     /// Why the database cannot be written this run (locked by another

@@ -21,7 +21,7 @@
 //! - `tree`: the parts and their IMAP section numbers.
 //! - `header`: a part's MIME fields, file names in every form.
 //! - `decode`: base64 and quoted-printable, streaming.
-//! - `text`: the readable text, at most 1 MiB.
+//! - `text`: the readable text, at most 1 MiB, and its folding for the index.
 //!
 //! Why not mail-parser's part tree (it still reads the charsets, the
 //! RFC 2047 words and the HTML here): it finds a boundary anywhere in a
@@ -36,7 +36,7 @@ mod text;
 mod tree;
 
 pub use header::Disposition;
-pub use text::TEXT_LIMIT;
+pub use text::{fold, FOLDS, TEXT_LIMIT};
 
 use decode::Encoding;
 use sha2::{Digest, Sha256};
@@ -68,19 +68,29 @@ pub struct Content {
     pub attachments: Vec<Attachment>,
     /// The readable text (at most [`TEXT_LIMIT`] bytes).
     pub text: String,
+    /// `text` as the SQLite search index takes it ([`fold`]ed), when that
+    /// differs from `text`: made here, on the thread that parses, rather
+    /// than on the writer every worker waits for.
+    pub folded: Option<String>,
 }
 
 /// The attachments and the readable text of a raw message.
 pub fn content(raw: &[u8]) -> Content {
     catch_unwind(|| {
         let parts = tree::parts(raw);
+        let text = text::readable(raw, &parts);
+        let folded = match fold(&text) {
+            std::borrow::Cow::Owned(f) => Some(f),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
         Content {
             attachments: parts
                 .iter()
                 .filter(|p| is_attachment(p))
                 .map(|p| attachment(raw, p))
                 .collect(),
-            text: text::readable(raw, &parts),
+            text,
+            folded,
         }
     })
     .unwrap_or_default()
@@ -191,6 +201,22 @@ mod tests {
         size: u64,
     ) -> (String, Option<String>, String, Option<&'static str>, u64) {
         (part.into(), name.map(Into::into), ctype.into(), disp, size)
+    }
+
+    #[test]
+    fn the_text_comes_folded_for_the_index_only_when_folding_changes_it() {
+        let with = content(b"Subject: x\r\n\r\nZa\xc5\xbc\xc3\xb3\xc5\x82\xc4\x87 \xc5\x81\xc3\xb3d\xc5\xba Stra\xc3\x9fe\r\n");
+        assert_eq!(with.text.trim_end(), "Zażółć Łódź Straße");
+        assert_eq!(
+            with.folded.as_deref().map(str::trim_end),
+            Some("Zażólć Lódź Strasse")
+        );
+        let without = content(b"Subject: x\r\n\r\nZa\xc5\xbc\xc3\xb3 \xc4\x87 plain\r\n");
+        assert_eq!(without.text.trim_end(), "Zażó ć plain");
+        assert_eq!(
+            without.folded, None,
+            "nothing to fold: the text itself is indexed"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use super::decode::{self, Encoding};
 use super::header::{decode_charset, to_text};
 use super::tree::{Part, Shape};
+use std::borrow::Cow;
 
 /// The most text kept for one message, in bytes of UTF-8.
 pub const TEXT_LIMIT: usize = 1 << 20;
@@ -20,6 +21,51 @@ pub const TEXT_LIMIT: usize = 1 << 20;
 /// HTML is read up to this many times the text still wanted (markup
 /// shrinks to text), so a huge HTML part is not decoded whole.
 const HTML_FACTOR: usize = 4;
+
+/// What SQLite's `unicode61` tokenizer does not fold, folded (SPEC §14):
+/// in the search index's text ([`super::Content::folded`], and the
+/// triggers' `fold_sql!` in `store::content`) and in a query
+/// (`store::search`).
+pub const FOLDS: &[(char, &str)] = &[
+    ('ł', "l"),
+    ('Ł', "L"),
+    ('đ', "d"),
+    ('Đ', "D"),
+    ('ø', "o"),
+    ('Ø', "O"),
+    ('ß', "ss"),
+    ('ẞ', "SS"),
+];
+
+/// `text` with [`FOLDS`] applied (borrowed when there is nothing to fold,
+/// the common case: found by looking for the letters' first bytes).
+pub fn fold(text: &str) -> Cow<'_, str> {
+    // All but ẞ start with byte C3, C4 or C5: found at memchr speed, and
+    // most such letters (ż, ó, ś, ...) are left as they are.
+    let mut out = String::new();
+    let mut copied = 0;
+    for i in memchr::memchr3_iter(0xC3, 0xC4, 0xC5, text.as_bytes()) {
+        let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
+            continue;
+        };
+        if let Some((_, to)) = FOLDS.iter().find(|(from, _)| *from == c) {
+            out.push_str(&text[copied..i]);
+            out.push_str(to);
+            copied = i + c.len_utf8();
+        }
+    }
+    let folded = if copied == 0 {
+        Cow::Borrowed(text)
+    } else {
+        out.push_str(&text[copied..]);
+        Cow::Owned(out)
+    };
+    if folded.contains('ẞ') {
+        Cow::Owned(folded.replace('ẞ', "SS"))
+    } else {
+        folded
+    }
+}
 
 /// The readable text of the message whose parts are `parts` (from `raw`).
 pub fn readable(raw: &[u8], parts: &[Part]) -> String {

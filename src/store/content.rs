@@ -8,7 +8,7 @@
 //! message has it, and snippets show it; the index holds the text with
 //! ł, đ, ø, ß (and their capitals) folded, because the `unicode61`
 //! tokenizer folds only letters with a Unicode decomposition. The engine
-//! indexes a text when it stores it (folded in Rust, [`super::search::fold`]);
+//! indexes a text when it stores it (folded in Rust, [`crate::mime::fold`]);
 //! triggers take a text out of the index when its row is deleted or changed
 //! (folding with SQL's `replace()`, the same letters: a test holds them
 //! together), and delete a message's rows with it, whoever deletes it (any
@@ -18,14 +18,13 @@
 //! come out right.
 
 use super::error::{Context, Result};
-use super::search::fold;
 use super::sqlite::Sqlite;
 use crate::message::Summary;
-use crate::mime::{Attachment, Content};
+use crate::mime::{fold, Attachment, Content};
 use rusqlite::{params, OptionalExtension, Transaction};
 
 /// SQL folding the letters `unicode61` leaves alone, the same as
-/// [`super::search::FOLDS`] (a test checks they agree).
+/// [`crate::mime::FOLDS`] (a test checks they agree).
 macro_rules! fold_sql {
     ($x:literal) => {
         concat!(
@@ -179,9 +178,8 @@ pub(super) fn insert(
         summary.subject.as_deref(),
         summary.from_addr.as_deref(),
         summary.to_addrs.as_deref(),
-        Some(content.text.as_str()),
     ];
-    index(tx, emmsid, columns).context(what())?;
+    index(tx, emmsid, columns, content).context(what())?;
     attachments(tx, emmsid, &content.attachments, false).context(what())
 }
 
@@ -210,34 +208,35 @@ pub(super) fn fill(tx: &Transaction<'_>, emmsid: i64, content: &Content) -> rusq
     let Some((subject, from, to)) = summary else {
         return Ok(false);
     };
-    let columns = [
-        subject.as_deref(),
-        from.as_deref(),
-        to.as_deref(),
-        Some(content.text.as_str()),
-    ];
-    index(tx, emmsid, columns)?;
+    let columns = [subject.as_deref(), from.as_deref(), to.as_deref()];
+    index(tx, emmsid, columns, content)?;
     Ok(true)
 }
 
-/// Inserts the search text of `emmsid` (subject, from, to, body) as it is,
-/// and into the index folded. (The triggers fold the same in SQL when a
-/// row is deleted or changed; folding here, once, costs a fraction of
-/// SQL's eight `replace()` passes over every text.)
-fn index(tx: &Transaction<'_>, emmsid: i64, columns: [Option<&str>; 4]) -> rusqlite::Result<()> {
+/// Inserts the search text of `emmsid` (subject, from, to, and the body
+/// from `content`) as it is, and into the index folded (the body came
+/// folded from the parsing thread). (The triggers fold the same in SQL
+/// when a row is deleted or changed; folding in Rust, once, costs a
+/// fraction of SQL's eight `replace()` passes over every text.)
+fn index(
+    tx: &Transaction<'_>,
+    emmsid: i64,
+    summary: [Option<&str>; 3],
+    content: &Content,
+) -> rusqlite::Result<()> {
+    let [subject, from, to] = summary;
     tx.prepare_cached(
         "INSERT INTO email_search_text (emmsid, subject, from_addr, to_addrs, body) \
          VALUES (?, ?, ?, ?, ?)",
     )?
-    .execute(params![
-        emmsid, columns[0], columns[1], columns[2], columns[3]
-    ])?;
-    let folded = columns.map(|c| c.map(fold));
+    .execute(params![emmsid, subject, from, to, content.text])?;
+    let [subject, from, to] = summary.map(|c| c.map(fold));
+    let body = content.folded.as_deref().unwrap_or(&content.text);
     tx.prepare_cached(
         "INSERT INTO email_search (rowid, subject, from_addr, to_addrs, body) \
          VALUES (?, ?, ?, ?, ?)",
     )?
-    .execute(params![emmsid, folded[0], folded[1], folded[2], folded[3]])?;
+    .execute(params![emmsid, subject, from, to, body])?;
     Ok(())
 }
 

@@ -2,58 +2,17 @@
 //! newest first, with a snippet of the text as the message has it.
 //!
 //! The query is folded as the index is (ł→l, Ł→L, đ→d, ø→o, ß→ss and
-//! the capitals: [`FOLDS`]), so `zazolc` finds `Zażółć`: `unicode61
+//! the capitals: [`crate::mime::FOLDS`]), so `zazolc` finds `Zażółć`: `unicode61
 //! remove_diacritics 2` folds ż, ó, ć itself but leaves letters without a
 //! Unicode decomposition alone. A query FTS5 refuses is a [`BadQuery`]
 //! with FTS5's reason, never a failure of the store.
 
 use super::error::{Context, Error, Result};
 use super::sqlite::Sqlite;
+use crate::mime::fold;
 use rusqlite::params;
+#[cfg(test)]
 use std::borrow::Cow;
-
-/// What the `unicode61` tokenizer does not fold, folded: in the query here
-/// and in the index (`content`, and its triggers' `fold_sql!`).
-pub const FOLDS: &[(char, &str)] = &[
-    ('ł', "l"),
-    ('Ł', "L"),
-    ('đ', "d"),
-    ('Đ', "D"),
-    ('ø', "o"),
-    ('Ø', "O"),
-    ('ß', "ss"),
-    ('ẞ', "SS"),
-];
-
-/// `text` with [`FOLDS`] applied (borrowed when there is nothing to fold,
-/// the common case: found by looking for the letters' first bytes).
-pub fn fold(text: &str) -> Cow<'_, str> {
-    // All but ẞ start with byte C3, C4 or C5: found at memchr speed, and
-    // most such letters (ż, ó, ś, ...) are left as they are.
-    let mut out = String::new();
-    let mut copied = 0;
-    for i in memchr::memchr3_iter(0xC3, 0xC4, 0xC5, text.as_bytes()) {
-        let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
-            continue;
-        };
-        if let Some((_, to)) = FOLDS.iter().find(|(from, _)| *from == c) {
-            out.push_str(&text[copied..i]);
-            out.push_str(to);
-            copied = i + c.len_utf8();
-        }
-    }
-    let folded = if copied == 0 {
-        Cow::Borrowed(text)
-    } else {
-        out.push_str(&text[copied..]);
-        Cow::Owned(out)
-    };
-    if folded.contains('ẞ') {
-        Cow::Owned(folded.replace('ẞ', "SS"))
-    } else {
-        folded
-    }
-}
 
 /// A search.
 #[derive(Debug, Clone)]
@@ -362,6 +321,7 @@ fn query_error<T>(e: rusqlite::Error) -> Result<std::result::Result<T, BadQuery>
 mod tests {
     use super::super::content::fold_sql;
     use super::*;
+    use crate::mime::FOLDS;
 
     #[test]
     fn the_query_fold_and_the_index_fold_agree() {

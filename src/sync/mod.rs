@@ -70,23 +70,29 @@ struct Committer<'a> {
 impl Committer<'_> {
     fn push(&mut self, ops: Vec<Op>, patch: FolderPatch) -> Result<(), SyncError> {
         crate::failpoint::hit("fetched");
-        self.flush()?;
         let (emfdid, uidvalidity, now) = (self.emfdid, self.uidvalidity, self.ctx.now);
         // Each message's attachments and text are made on a thread of its
-        // own (SPEC §14), while this worker fetches the next batch; a
-        // commit without new messages needs no such thread.
+        // own (SPEC §14), starting now: while the batch before is committed
+        // and while this worker fetches the next. A commit without new
+        // messages needs no such thread.
         let whole = ops
             .iter()
             .any(|op| matches!(op, Op::Insert(m) if !m.partial));
-        self.pending = Some(if whole {
-            self.ctx.writer.submit_prepared(
+        let next = if whole {
+            Ok(self.ctx.writer.prepare(
                 move || with_content(ops),
                 move |s, ops| s.apply(emfdid, uidvalidity, &ops, &patch, now),
-            )
+            ))
         } else {
-            self.ctx
+            Err((ops, patch))
+        };
+        self.flush()?;
+        self.pending = Some(match next {
+            Ok(prepared) => prepared.release(),
+            Err((ops, patch)) => self
+                .ctx
                 .writer
-                .submit(move |s| s.apply(emfdid, uidvalidity, &ops, &patch, now))
+                .submit(move |s| s.apply(emfdid, uidvalidity, &ops, &patch, now)),
         });
         Ok(())
     }
