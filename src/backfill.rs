@@ -18,7 +18,7 @@
 //! resumes after the last batch committed, with nothing missed or written
 //! twice.
 
-use crate::mime::{self, Content};
+use crate::mime::Content;
 use crate::store::{self, Store};
 use std::time::{Duration, Instant};
 
@@ -78,13 +78,14 @@ pub fn run(store: &mut Store, until: Instant, now: i64) -> store::Result<Pass> {
             store.backfill_write(&[], state.upto, now)?;
             break;
         };
+        let make = store.make_content();
         let work: Vec<(i64, Content)> = batch
             .iter()
             .map(|m| {
                 let content = if m.partial {
                     Content::default()
                 } else {
-                    mime::content(&m.raw)
+                    make(&m.raw)
                 };
                 (m.emmsid, content)
             })

@@ -169,4 +169,39 @@ mod tests {
         drop(writer);
         handle.join().expect("join");
     }
+
+    #[test]
+    fn prepared_jobs_go_in_as_released_and_never_unreleased() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let at = store::Location::sqlite(tmp.path().join("db"));
+        let store = Store::open(&at).expect("open");
+        let (writer, handle) = Writer::spawn(store).expect("spawn");
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let job = |n: i64, prep_ms: u64| {
+            let order = order.clone();
+            writer.prepare(
+                move || {
+                    std::thread::sleep(std::time::Duration::from_millis(prep_ms));
+                    n
+                },
+                move |s, n| {
+                    order.lock().expect("order").push(n);
+                    s.touch_session(n, 100)
+                },
+            )
+        };
+        // The first takes longest to prepare; each is released after the
+        // one before is committed, as a folder's batches are.
+        let (first, second) = (job(1, 200), job(2, 0));
+        let dropped = job(3, 0);
+        first.release().wait().expect("first");
+        second.release().wait().expect("second");
+        drop(dropped);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let sessions = writer.call(|s| s.sessions()).expect("sessions");
+        assert_eq!(*order.lock().expect("order"), vec![1, 2]);
+        assert_eq!(sessions.len(), 2, "the unreleased job never ran");
+        drop(writer);
+        handle.join().expect("join");
+    }
 }

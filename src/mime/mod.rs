@@ -40,6 +40,7 @@ pub use text::{fold, FOLDS, TEXT_LIMIT};
 
 use decode::Encoding;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tree::{Part, Shape};
 
@@ -68,29 +69,55 @@ pub struct Content {
     pub attachments: Vec<Attachment>,
     /// The readable text (at most [`TEXT_LIMIT`] bytes).
     pub text: String,
-    /// `text` as the SQLite search index takes it ([`fold`]ed), when that
-    /// differs from `text`: made here, on the thread that parses, rather
-    /// than on the writer every worker waits for.
-    pub folded: Option<String>,
+    /// `text` [`fold`]ed, for SQLite's search index, if made already
+    /// ([`Content::folded`]).
+    pub folded: Folded,
+}
+
+/// The folded text of a [`Content`], made (or not yet) on the thread that
+/// parses rather than on the writer every worker waits for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Folded {
+    #[default]
+    NotMade,
+    /// Folding leaves the text as it is.
+    Same,
+    Text(String),
+}
+
+impl Content {
+    /// This content with its text folded too ([`Content::indexed`]).
+    pub fn folded(mut self) -> Content {
+        self.folded = match fold(&self.text) {
+            Cow::Owned(f) => Folded::Text(f),
+            Cow::Borrowed(_) => Folded::Same,
+        };
+        self
+    }
+
+    /// The text as SQLite's search index takes it: [`fold`]ed (here, unless
+    /// made already).
+    pub fn indexed(&self) -> Cow<'_, str> {
+        match &self.folded {
+            Folded::Text(f) => Cow::Borrowed(f),
+            Folded::Same => Cow::Borrowed(&self.text),
+            Folded::NotMade => fold(&self.text),
+        }
+    }
 }
 
 /// The attachments and the readable text of a raw message.
 pub fn content(raw: &[u8]) -> Content {
     catch_unwind(|| {
         let parts = tree::parts(raw);
-        let text = text::readable(raw, &parts);
-        let folded = match fold(&text) {
-            std::borrow::Cow::Owned(f) => Some(f),
-            std::borrow::Cow::Borrowed(_) => None,
-        };
         Content {
             attachments: parts
                 .iter()
                 .filter(|p| is_attachment(p))
                 .map(|p| attachment(raw, p))
                 .collect(),
-            text,
-            folded,
+            text: text::readable(raw, &parts),
+            folded: Folded::NotMade,
         }
     })
     .unwrap_or_default()
@@ -204,19 +231,22 @@ mod tests {
     }
 
     #[test]
-    fn the_text_comes_folded_for_the_index_only_when_folding_changes_it() {
-        let with = content(b"Subject: x\r\n\r\nZa\xc5\xbc\xc3\xb3\xc5\x82\xc4\x87 \xc5\x81\xc3\xb3d\xc5\xba Stra\xc3\x9fe\r\n");
-        assert_eq!(with.text.trim_end(), "Zażółć Łódź Straße");
-        assert_eq!(
-            with.folded.as_deref().map(str::trim_end),
-            Some("Zażólć Lódź Strasse")
+    fn the_indexed_text_is_folded_whether_made_ahead_or_not() {
+        let raw = b"Subject: x\r\n\r\nZa\xc5\xbc\xc3\xb3\xc5\x82\xc4\x87 \xc5\x81\xc3\xb3d\xc5\xba Stra\xc3\x9fe\r\n";
+        let plain = content(raw);
+        assert_eq!(plain.text.trim_end(), "Zażółć Łódź Straße");
+        assert_eq!(plain.folded, Folded::NotMade);
+        assert_eq!(plain.indexed().trim_end(), "Zażólć Lódź Strasse");
+        let ahead = content(raw).folded();
+        assert!(matches!(&ahead.folded, Folded::Text(f) if f.trim_end() == "Zażólć Lódź Strasse"));
+        assert_eq!(ahead.indexed(), plain.indexed());
+        assert!(
+            matches!(ahead.indexed(), Cow::Borrowed(_)),
+            "made ahead: no folding now"
         );
-        let without = content(b"Subject: x\r\n\r\nZa\xc5\xbc\xc3\xb3 \xc4\x87 plain\r\n");
-        assert_eq!(without.text.trim_end(), "Zażó ć plain");
-        assert_eq!(
-            without.folded, None,
-            "nothing to fold: the text itself is indexed"
-        );
+        let nothing = content(b"Subject: x\r\n\r\nZa\xc5\xbc\xc3\xb3 \xc4\x87 plain\r\n").folded();
+        assert_eq!(nothing.folded, Folded::Same, "nothing to fold: no copy");
+        assert_eq!(nothing.indexed(), nothing.text);
     }
 
     #[test]

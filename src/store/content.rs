@@ -19,6 +19,8 @@
 
 use super::error::{Context, Result};
 use super::sqlite::Sqlite;
+#[cfg(doc)]
+use super::Store;
 use crate::message::Summary;
 use crate::mime::{fold, Attachment, Content};
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -214,8 +216,8 @@ pub(super) fn fill(tx: &Transaction<'_>, emmsid: i64, content: &Content) -> rusq
 }
 
 /// Inserts the search text of `emmsid` (subject, from, to, and the body
-/// from `content`) as it is, and into the index folded (the body came
-/// folded from the parsing thread). (The triggers fold the same in SQL
+/// from `content`) as it is, and into the index folded (the body comes
+/// folded from the parsing thread: [`Store::make_content`]). (The triggers fold the same in SQL
 /// when a row is deleted or changed; folding in Rust, once, costs a
 /// fraction of SQL's eight `replace()` passes over every text.)
 fn index(
@@ -231,7 +233,7 @@ fn index(
     )?
     .execute(params![emmsid, subject, from, to, content.text])?;
     let [subject, from, to] = summary.map(|c| c.map(fold));
-    let body = content.folded.as_deref().unwrap_or(&content.text);
+    let body = content.indexed();
     tx.prepare_cached(
         "INSERT INTO email_search (rowid, subject, from_addr, to_addrs, body) \
          VALUES (?, ?, ?, ?, ?)",

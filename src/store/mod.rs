@@ -148,6 +148,17 @@ impl Store {
         }
     }
 
+    /// How this store wants a message's attachments and text made from its
+    /// raw bytes before the writer takes it: a plain function, for the
+    /// thread that parses. SQLite also folds the text for its index there;
+    /// PostgreSQL makes its `tsvector` itself.
+    pub fn make_content(&self) -> fn(&[u8]) -> Content {
+        match &self.0 {
+            Db::Sqlite(_) => |raw| crate::mime::content(raw).folded(),
+            Db::Postgres(_) => crate::mime::content,
+        }
+    }
+
     /// `PRAGMA integrity_check` on SQLite ("ok" when the file is sound);
     /// "ok" on PostgreSQL, which checks itself.
     pub fn integrity_check(&self) -> Result<String> {

@@ -79,8 +79,9 @@ impl Committer<'_> {
             .iter()
             .any(|op| matches!(op, Op::Insert(m) if !m.partial));
         let next = if whole {
+            let make = self.ctx.store.make_content();
             Ok(self.ctx.writer.prepare(
-                move || with_content(ops),
+                move || with_content(ops, make),
                 move |s, ops| s.apply(emfdid, uidvalidity, &ops, &patch, now),
             ))
         } else {
@@ -109,12 +110,12 @@ impl Committer<'_> {
 }
 
 /// `ops` with the content (attachments, readable text) of every message
-/// stored whole.
-fn with_content(mut ops: Vec<Op>) -> Vec<Op> {
+/// stored whole, made by `make` ([`Store::make_content`]).
+fn with_content(mut ops: Vec<Op>, make: fn(&[u8]) -> Content) -> Vec<Op> {
     for op in &mut ops {
         if let Op::Insert(m) = op {
             if !m.partial {
-                m.content = crate::mime::content(&m.raw);
+                m.content = make(&m.raw);
             }
         }
     }
@@ -273,7 +274,7 @@ pub fn fetch_large(
         )?;
         if let Some(raw) = raw {
             // Parsed here, on the worker, not on the writer every worker waits for.
-            let content = crate::mime::content(&raw);
+            let content = ctx.store.make_content()(&raw);
             let (emfdid, now) = (folder.emfdid, ctx.now);
             ctx.writer.call(move |s| {
                 s.apply(

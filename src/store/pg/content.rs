@@ -17,6 +17,7 @@ use super::fts;
 use super::{get, opt_text, text, Postgres, Row, Tx};
 use crate::mime::{Attachment, Content};
 use postgres::types::ToSql;
+use std::borrow::Cow;
 
 /// Bytes of folded words of one message indexed at most: a `tsvector`
 /// holds at most 1 MB, and this keeps the worst case (every word a new one,
@@ -105,9 +106,10 @@ type Columns<'a> = [Option<&'a str>; 4];
 
 /// One message's `email_search` row: the text as it is (NUL-free) and its
 /// document.
-pub(super) struct SearchRow {
+pub(super) struct SearchRow<'a> {
     emmsid: i64,
-    original: [Option<String>; 4],
+    /// The text as the message has it, borrowed from the batch.
+    original: [Option<Cow<'a, str>>; 4],
     document: Tsvector,
 }
 
@@ -133,11 +135,11 @@ impl ToSql for Tsvector {
     postgres::types::to_sql_checked!();
 }
 
-impl SearchRow {
-    fn of(emmsid: i64, columns: Columns<'_>) -> SearchRow {
+impl<'a> SearchRow<'a> {
+    fn of(emmsid: i64, columns: Columns<'a>) -> SearchRow<'a> {
         SearchRow {
             emmsid,
-            original: columns.map(|c| opt_text(c).map(|t| t.into_owned())),
+            original: columns.map(opt_text),
             document: Tsvector(fts::document(columns, INDEXED_TEXT)),
         }
     }
@@ -159,7 +161,7 @@ fn search_values(i: usize) -> String {
 
 /// Writes search rows (one already there is kept); returns how many were
 /// written.
-fn index(tx: &mut Tx<'_>, rows: &[SearchRow]) -> Result<u64> {
+fn index(tx: &mut Tx<'_>, rows: &[SearchRow<'_>]) -> Result<u64> {
     let mut written = 0;
     for chunk in rows.chunks(SEARCH_ROWS_PER_INSERT) {
         let values: Vec<String> = (0..chunk.len()).map(search_values).collect();
@@ -251,7 +253,7 @@ fn attachments(tx: &mut Tx<'_>, rows: &[AttachmentRow]) -> Result<()> {
 
 /// The search rows of `batch`, in its order, made before the messages'
 /// `emmsid`s are known (while their INSERTs run).
-pub(super) fn search_rows(batch: &[&NewMessage]) -> Vec<SearchRow> {
+pub(super) fn search_rows<'a>(batch: &[&'a NewMessage]) -> Vec<SearchRow<'a>> {
     batch
         .iter()
         .map(|m| {
@@ -273,10 +275,10 @@ pub(super) fn search_rows(batch: &[&NewMessage]) -> Vec<SearchRow> {
 pub(super) fn insert(
     tx: &mut Tx<'_>,
     batch: &[&NewMessage],
-    made: Vec<SearchRow>,
+    made: Vec<SearchRow<'_>>,
     stored: &[(i64, u32)],
 ) -> Result<()> {
-    let mut made: Vec<Option<SearchRow>> = made.into_iter().map(Some).collect();
+    let mut made: Vec<Option<SearchRow<'_>>> = made.into_iter().map(Some).collect();
     let at: std::collections::HashMap<u32, usize> =
         batch.iter().enumerate().map(|(i, m)| (m.uid, i)).collect();
     let (mut search, mut list) = (Vec::with_capacity(stored.len()), Vec::new());

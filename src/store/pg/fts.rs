@@ -160,7 +160,12 @@ fn lexemes(columns: [Option<&str>; 4], cap: usize) -> Lexemes {
 /// than parsing the text form.
 pub fn document(columns: [Option<&str>; 4], cap: usize) -> Vec<u8> {
     let lexemes = lexemes(columns, cap);
-    let mut out = Vec::with_capacity(cap.min(1 << 16));
+    // Its exact size: a batch holds a few hundred of these at once.
+    let size = 4 + lexemes
+        .iter()
+        .map(|(word, positions)| word.len() + 3 + 2 * positions.len())
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&(lexemes.len() as u32).to_be_bytes());
     for (word, positions) in &lexemes {
         out.extend_from_slice(word.as_bytes());
