@@ -44,6 +44,13 @@ impl<T> Prepared<T> {
 pub struct Pending<T>(Receiver<store::Result<T>>);
 
 impl<T> Pending<T> {
+    /// A job that failed before it could be queued.
+    fn failed(e: store::Error) -> Pending<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let _ = tx.send(Err(e));
+        Pending(rx)
+    }
+
     /// Waits for the job to be committed (or to fail).
     pub fn wait(self) -> store::Result<T> {
         self.0.recv().unwrap_or(Err(store::Error::WriterGone))
@@ -87,9 +94,7 @@ impl Writer {
             let _ = tx.send(f(store));
         });
         if self.tx.send(job).is_err() {
-            let (tx, rx) = mpsc::sync_channel(1);
-            let _ = tx.send(Err(store::Error::WriterGone));
-            return Pending(rx);
+            return Pending::failed(store::Error::WriterGone);
         }
         Pending(rx)
     }
@@ -118,20 +123,13 @@ impl Writer {
                     let _ = tx.send(writer.call(move |s| f(s, prepared)));
                 }
             });
-        if let Err(e) = spawned {
-            let (tx, rx) = mpsc::sync_channel(1);
-            let _ = tx.send(Err(store::Error::Unusable(format!(
+        let pending = match spawned {
+            Ok(_) => Pending(rx),
+            Err(e) => Pending::failed(store::Error::Unusable(format!(
                 "cannot start a thread to prepare a batch: {e}"
-            ))));
-            return Prepared {
-                go,
-                pending: Pending(rx),
-            };
-        }
-        Prepared {
-            go,
-            pending: Pending(rx),
-        }
+            ))),
+        };
+        Prepared { go, pending }
     }
 
     /// Why the database cannot be written this run (locked by another
@@ -153,12 +151,18 @@ impl Writer {
 mod tests {
     use super::*;
 
-    #[test]
-    fn jobs_run_in_order_and_a_panic_fails_only_its_job() {
+    /// A writer on a new SQLite database (gone with the directory).
+    fn writer_on_a_new_database() -> (tempfile::TempDir, Writer, std::thread::JoinHandle<()>) {
         let tmp = tempfile::tempdir().expect("tempdir");
         let at = store::Location::sqlite(tmp.path().join("db"));
         let store = Store::open(&at).expect("open");
         let (writer, handle) = Writer::spawn(store).expect("spawn");
+        (tmp, writer, handle)
+    }
+
+    #[test]
+    fn jobs_run_in_order_and_a_panic_fails_only_its_job() {
+        let (_tmp, writer, handle) = writer_on_a_new_database();
         let first = writer.submit(|s| s.touch_session(1, 100));
         let boom: Pending<()> = writer.submit(|_| panic!("boom"));
         let second = writer.call(|s| s.sessions());
@@ -172,10 +176,7 @@ mod tests {
 
     #[test]
     fn prepared_jobs_go_in_as_released_and_never_unreleased() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let at = store::Location::sqlite(tmp.path().join("db"));
-        let store = Store::open(&at).expect("open");
-        let (writer, handle) = Writer::spawn(store).expect("spawn");
+        let (_tmp, writer, handle) = writer_on_a_new_database();
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let job = |n: i64, prep_ms: u64| {
             let order = order.clone();

@@ -217,9 +217,10 @@ pub(super) fn fill(tx: &Transaction<'_>, emmsid: i64, content: &Content) -> rusq
 
 /// Inserts the search text of `emmsid` (subject, from, to, and the body
 /// from `content`) as it is, and into the index folded (the body comes
-/// folded from the parsing thread: [`Store::make_content`]). (The triggers fold the same in SQL
-/// when a row is deleted or changed; folding in Rust, once, costs a
-/// fraction of SQL's eight `replace()` passes over every text.)
+/// folded from the parsing thread: [`Store::make_content`]). (The
+/// triggers fold the same in SQL when a row is deleted or changed; folding
+/// in Rust, once, costs a fraction of SQL's eight `replace()` passes over
+/// every text.)
 fn index(
     tx: &Transaction<'_>,
     emmsid: i64,

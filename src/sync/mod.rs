@@ -58,7 +58,8 @@ pub struct Synced {
     pub large_pending: bool,
 }
 
-/// Commits batches through the writer, one in flight at a time.
+/// Commits batches through the writer, one at a time, in order; the next
+/// is parsed meanwhile and released to the writer once this one is in.
 struct Committer<'a> {
     ctx: &'a Ctx<'a>,
     emfdid: i64,
