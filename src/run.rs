@@ -171,9 +171,12 @@ pub fn run(
     let at = Location::of(layout, config)?;
     // Until when this run expects to hold what it takes (`lease_until`).
     let until = now.saturating_add(config.max_run_time.max(1));
-    let (mut store, writer_store, leases) = connections(&at, until)?;
+    let (mut store, writer_store) = connections(&at)?;
     check_accounts(&store, &opts.accounts)?;
     store.ensure_inboxes()?;
+    // On PostgreSQL the run's connection holds its accounts' locks until
+    // the cycle ends; on SQLite it stays here.
+    let (leases, own) = Leases::for_run(store, until)?;
     let (writer, writer_thread) = Writer::spawn(writer_store)
         .map_err(|e| Error::other("cannot start the database writer", e))?;
     let clock = || chrono::Utc::now().timestamp();
@@ -187,7 +190,7 @@ pub fn run(
         at: &at,
         tls: &tls,
         tokens: &tokens,
-        store: &store,
+        store: own.as_ref(),
         writer: &writer,
         leases: &leases,
         until,
@@ -209,6 +212,11 @@ pub fn run(
         }));
     }
     let (synced, outbox) = done?;
+    let Some(mut store) = own.or_else(|| leases.into_store()) else {
+        return Err(Error::Store(store::Error::Lost(
+            "the run stopped: lost the run's connection to PostgreSQL".into(),
+        )));
+    };
     after_bulk_load(&mut store, &synced);
     let backfill_failed = backfill(&mut store, opts, deadline, now);
     let count = |which: Outcome| synced.done.outcomes.iter().filter(|o| **o == which).count();
@@ -296,8 +304,9 @@ struct Cycle<'a> {
     at: &'a Location,
     tls: &'a crate::net::Tls,
     tokens: &'a Tokens<'a>,
-    /// The run's own connection: the plan is read through it.
-    store: &'a Store,
+    /// The run's own connection on SQLite (the plan is read through it);
+    /// None on PostgreSQL, where the leases hold it ([`Cycle::on_own`]).
+    store: Option<&'a Store>,
     writer: &'a Writer,
     /// The accounts this run holds (SPEC §13).
     leases: &'a Leases,
@@ -363,11 +372,26 @@ impl Cycle<'_> {
         })
     }
 
+    /// Runs `f` on the run's own connection: the caller's on SQLite, the
+    /// lock connection on PostgreSQL.
+    fn on_own<R>(&self, f: impl FnOnce(&Store) -> store::Result<R>) -> store::Result<R> {
+        match self.store {
+            Some(store) => f(store),
+            None => self.leases.with_store(f).unwrap_or_else(|| {
+                let why = self
+                    .leases
+                    .lost()
+                    .unwrap_or_else(|| "no lock connection".into());
+                Err(store::Error::Lost(why))
+            }),
+        }
+    }
+
     /// The sync part of a run: the plan, then the workers.
     fn sync(&self) -> Result<Synced> {
         let (config, opts, now) = (self.config, self.opts, self.now);
         let (tasks, accounts) =
-            plan_tasks(self.store, config, self.now, opts.force, &opts.accounts)?;
+            self.on_own(|s| plan_tasks(s, config, now, opts.force, &opts.accounts))?;
         let held: Vec<i64> = accounts
             .iter()
             .filter(|a| crate::auth::hold(a, self.now).is_some())
@@ -413,21 +437,21 @@ impl Cycle<'_> {
     }
 }
 
-/// The run's own connection (migrated), the writer's, and the account
-/// leases. On PostgreSQL the three are opened side by side: each costs the
-/// server a new session, and a run that finds nothing to do is mostly this.
-fn connections(at: &Location, until: i64) -> store::Result<(Store, Store, Leases)> {
+/// The run's own connection (migrated) and the writer's. On PostgreSQL
+/// the two are opened side by side: each costs the server a new session,
+/// and a run that finds nothing to do is mostly this. The run's own
+/// becomes the lock connection of its leases ([`Leases::for_run`]).
+fn connections(at: &Location) -> store::Result<(Store, Store)> {
     if let Location::Sqlite(_) = at {
         // One file: the writer's connection after the migrations.
         let store = Store::open(at)?;
-        return Ok((store, Store::connect(at)?, Leases::for_run(at, until)?));
+        return Ok((store, Store::connect(at)?));
     }
     std::thread::scope(|scope| {
         let writer = scope.spawn(|| Store::connect(at));
-        let leases = scope.spawn(|| Leases::for_run(at, until));
         let store = Store::open(at);
-        let (writer, leases) = (joined(writer.join()), joined(leases.join()));
-        Ok((store?, writer?, leases?))
+        let writer = joined(writer.join());
+        Ok((store?, writer?))
     })
 }
 

@@ -1217,6 +1217,54 @@ fn the_outbox_is_never_starved_by_a_long_sync() {
     assert_eq!(smtp.received().len(), 2);
 }
 
+fn mail_queued_into_an_empty_outbox_during_a_sync_goes_out_in_that_run() {
+    // An empty outbox at the start: on PostgreSQL the outbox has no
+    // connection of its own yet, and its polls must still see new mail.
+    let dovecot = Dovecot::start();
+    let smtp = ScriptedSmtp::accept_all();
+    let silent = SilentServer::start();
+    let home = setup(&dovecot, "define('BG_IO_TIMEOUT', 5);");
+    let a = account(&home, &dovecot, "alice", "plain", smtp.port(), "x");
+    add_account_with(
+        &home,
+        "plain",
+        silent.port(),
+        "stalled",
+        "stalled-imap-secret",
+    );
+    let mut child = home.engine().arg("run").spawn().expect("spawn");
+    assert!(
+        wait_until(Duration::from_secs(5), || silent.accepted() > 0),
+        "the sync never reached the stalled server"
+    );
+    let queued_at = unix_now();
+    let late = queue(
+        &home,
+        a,
+        &mail("alice@example.com", "x@example.org", "late@test", ""),
+    );
+    let mut live_when_sent = false;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let sent = row(&home, late).state == "sent";
+            if sent {
+                live_when_sent = matches!(child.try_wait(), Ok(None));
+            }
+            sent
+        }),
+        "the message was not sent"
+    );
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(75), "the stalled account fails");
+    assert!(live_when_sent, "sent only when the run ended");
+    let sent_at = row(&home, late).sent_at.expect("sent_at");
+    assert!(
+        sent_at - queued_at <= POLL_SECS + 2,
+        "queued {queued_at}, sent {sent_at}"
+    );
+    assert_eq!(smtp.received().len(), 1);
+}
+
 fn a_disabled_outbox_is_left_alone() {
     let dovecot = Dovecot::start();
     let smtp = ScriptedSmtp::accept_all();
@@ -1322,6 +1370,7 @@ both_stores!(
     a_sending_row_left_by_a_killed_run_is_requeued_with_a_warning,
     a_failed_append_is_retried_alone_by_a_later_run,
     the_outbox_is_never_starved_by_a_long_sync,
+    mail_queued_into_an_empty_outbox_during_a_sync_goes_out_in_that_run,
     a_disabled_outbox_is_left_alone,
     certificates_are_verified_and_starttls_is_never_skipped,
 );

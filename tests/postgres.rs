@@ -707,3 +707,66 @@ fn a_run_that_stores_a_thousand_messages_vacuums_and_analyzes_the_search_tables(
         home.log("l-debug.log")
     );
 }
+
+/// Sessions of database `db` now (superuser connections to another
+/// database do not count).
+fn sessions_of(db: &str) -> i64 {
+    postgres::shared()
+        .admin()
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1",
+            &[&db],
+        )
+        .and_then(|r| r.try_get(0))
+        .expect("count sessions")
+}
+
+#[test]
+fn a_run_with_no_mail_to_send_needs_three_sessions() {
+    // The run's own connection also holds its accounts' locks, and the
+    // outbox opens one of its own only when it has work: a run is the
+    // run's connection, the writer's and a worker's. A fourth session is
+    // refused by the database's limit, so a run that wanted one fails.
+    let dovecot = Dovecot::start();
+    let home = TempHome::on(support::Store::Postgres);
+    config(
+        &home,
+        &dovecot,
+        "define('BG_MAX_CONNECTIONS_PER_ACCOUNT', 1);",
+    );
+    let alice = add_account(&home, &dovecot, "alice");
+    let url = home.database_url().expect("on PostgreSQL").to_string();
+    let db = url
+        .rsplit('/')
+        .next()
+        .and_then(|tail| tail.split('?').next())
+        .expect("database name")
+        .to_string();
+    postgres::shared()
+        .admin()
+        .batch_execute(&format!("ALTER DATABASE {db} CONNECTION LIMIT 3"))
+        .expect("limit the sessions");
+    let imap = dovecot.imap("alice");
+    for (round, n) in [(1, 3), (2, 2), (3, 0)] {
+        let msgs: Vec<Vec<u8>> = (0..n).map(|i| message(round * 10 + i, 500)).collect();
+        imap.append_many("INBOX", &msgs);
+        // The session of the command before may still be ending.
+        assert!(
+            wait_until(Duration::from_secs(10), || sessions_of(&db) == 0),
+            "sessions left on {db}"
+        );
+        let out = finish(spawn_run(&home, &["--force"], &[]), &home);
+        let log = home.log("l-debug.log");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "round {round}: {}\n{log}",
+            text(&out.stderr)
+        );
+        assert!(
+            !log.contains("too many connections"),
+            "round {round}:\n{log}"
+        );
+        assert_mirror(&home, &dovecot, "alice", alice, "INBOX");
+    }
+}

@@ -310,6 +310,9 @@ both! {
     fn outbox_raw(&self, emoid: i64) -> Result<Option<Vec<u8>>>;
     /// Messages due now.
     fn outbox_due(&self, now: i64) -> Result<Vec<OutboxRow>>;
+    /// Whether a drain would find anything to do now: a message `sending`
+    /// (left by a run that stopped), one due, or a Sent copy to store.
+    fn outbox_has_work(&self, now: i64) -> Result<bool>;
     /// Puts the account's messages a killed run left `sending` back in the
     /// queue; returns their ids.
     fn requeue_sending(&mut self, acntid: i64) -> Result<Vec<i64>>;

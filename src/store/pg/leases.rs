@@ -15,7 +15,7 @@
 //! run's, and nothing is written.
 
 use super::super::error::{Context, Error, Result};
-use super::super::{Db, Location, Store};
+use super::super::{Db, Store};
 use super::Postgres;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -61,14 +61,18 @@ struct Held {
 }
 
 impl Leases {
-    /// The run's leases: on PostgreSQL a connection of their own, kept
-    /// until the run ends; `until` is when the run expects to be done.
-    pub fn for_run(at: &Location, until: i64) -> Result<Leases> {
+    /// The run's leases. On PostgreSQL the run's own connection (`store`,
+    /// migrated and planned from) becomes the lock connection: a second
+    /// session would cost the server another backend start-up in every
+    /// run, and the run reads its plan while no account is held. The run
+    /// reaches it through [`Leases::with_store`] and gets it back with
+    /// [`Leases::into_store`]. On SQLite the store stays the caller's
+    /// (returned as is); `until` is when the run expects to be done.
+    pub fn for_run(store: Store, until: i64) -> Result<(Leases, Option<Store>)> {
         let owner = owner();
-        let Location::Postgres(target) = at else {
-            return Ok(Leases { held: None, owner });
+        let Db::Postgres(pg) = &store.0 else {
+            return Ok((Leases { held: None, owner }, Some(store)));
         };
-        let pg = Postgres::connect(target)?;
         {
             // The lock connection idles between accounts: never time it out.
             let mut client = pg.client.borrow_mut();
@@ -79,16 +83,34 @@ impl Leases {
                 }
             }
         }
-        Ok(Leases {
-            held: Some(Mutex::new(Held {
-                store: Store(Db::Postgres(Box::new(pg))),
-                counts: HashMap::new(),
-                until,
-                lost: None,
-                target: target.describe(),
-            })),
-            owner,
-        })
+        let target = pg.describe();
+        let held = Held {
+            store,
+            counts: HashMap::new(),
+            until,
+            lost: None,
+            target,
+        };
+        Ok((
+            Leases {
+                held: Some(Mutex::new(held)),
+                owner,
+            },
+            None,
+        ))
+    }
+
+    /// The lock connection back, for the end of the run (PostgreSQL; None
+    /// on SQLite or once the connection failed). Whatever is still held is
+    /// given back first.
+    pub fn into_store(mut self) -> Option<Store> {
+        let held = self.held.take()?;
+        let mut h = held.into_inner().unwrap_or_else(|p| p.into_inner());
+        if h.lost.is_some() {
+            return None;
+        }
+        h.release_all(&self.owner);
+        Some(h.store)
     }
 
     /// No other host can exist (SQLite): every account is the run's.
@@ -140,14 +162,18 @@ impl Leases {
             *n += 1;
             return Ok(true);
         }
-        let got: Result<bool> = h.client().and_then(|mut c| {
-            c.query_one(
+        let got: Result<bool> = h
+            .query(
                 "SELECT pg_try_advisory_lock($1::int4, $2::int4)",
                 &[&LOCK_CLASS, &key(acntid)],
+                format!("take account {acntid}"),
             )
-            .and_then(|r| r.try_get(0))
-            .context(format!("take account {acntid}"))
-        });
+            .and_then(|rows| match rows.first() {
+                Some(r) => super::get(r, 0),
+                None => Err(Error::Unusable(
+                    "pg_try_advisory_lock returned no row".into(),
+                )),
+            });
         let got = match got {
             Ok(got) => got,
             Err(e) => return Err(h.failed(e)),
@@ -157,13 +183,11 @@ impl Leases {
         }
         h.counts.insert(acntid, 1);
         let until = h.until;
-        let noted = h.client().and_then(|mut c| {
-            c.execute(
-                "UPDATE email_accounts SET lease_owner = $1, lease_until = $2 WHERE acntid = $3",
-                &[&self.owner, &until, &acntid],
-            )
-            .context(format!("note the holder of account {acntid}"))
-        });
+        let noted = h.query(
+            "UPDATE email_accounts SET lease_owner = $1, lease_until = $2 WHERE acntid = $3",
+            &[&self.owner, &until, &acntid],
+            format!("note the holder of account {acntid}"),
+        );
         if let Err(e) = noted {
             return Err(h.failed(e));
         }
@@ -188,20 +212,20 @@ impl Leases {
         if h.lost.is_some() {
             return;
         }
-        let done = h.client().and_then(|mut c| {
-            c.execute(
+        let done = h
+            .query(
                 "UPDATE email_accounts SET lease_owner = NULL, lease_until = NULL \
                  WHERE acntid = $1 AND lease_owner = $2",
                 &[&acntid, &self.owner],
+                format!("give back account {acntid}"),
             )
             .and_then(|_| {
-                c.execute(
+                h.query(
                     "SELECT pg_advisory_unlock($1::int4, $2::int4)",
                     &[&LOCK_CLASS, &key(acntid)],
+                    format!("give back account {acntid}"),
                 )
-            })
-            .context(format!("give back account {acntid}"))
-        });
+            });
         if let Err(e) = done {
             let e = h.failed(e);
             log::warn!("{}", crate::logging::chain(&e));
@@ -215,12 +239,49 @@ impl Leases {
 }
 
 impl Held {
-    /// The lock connection's client (Held exists on PostgreSQL only).
-    fn client(&self) -> Result<std::cell::RefMut<'_, postgres::Client>> {
+    /// Gives back every account still held (the end of a run).
+    fn release_all(&mut self, owner: &str) {
+        if self.lost.is_some() || self.counts.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = self.counts.drain().map(|(id, _)| id).collect();
+        let Ok(mut c) = self.client() else {
+            return;
+        };
+        let _ = c.execute(
+            "UPDATE email_accounts SET lease_owner = NULL, lease_until = NULL \
+             WHERE acntid = ANY($1) AND lease_owner = $2",
+            &[&ids, &owner],
+        );
+        let _ = c.batch_execute("SELECT pg_advisory_unlock_all()");
+    }
+
+    /// The lock connection (Held exists on PostgreSQL only).
+    fn pg(&self) -> Result<&Postgres> {
         match &self.store.0 {
-            Db::Postgres(pg) => Ok(pg.client.borrow_mut()),
+            Db::Postgres(pg) => Ok(pg),
             Db::Sqlite(_) => Err(Error::Unusable("account leases need PostgreSQL".into())),
         }
+    }
+
+    /// The lock connection's client.
+    fn client(&self) -> Result<std::cell::RefMut<'_, postgres::Client>> {
+        Ok(self.pg()?.client.borrow_mut())
+    }
+
+    /// Runs a statement on the lock connection, prepared once per run
+    /// (each account takes and gives back the same few).
+    fn query(
+        &self,
+        sql: &str,
+        params: super::Params<'_>,
+        what: impl Into<String>,
+    ) -> Result<Vec<postgres::Row>> {
+        let pg = self.pg()?;
+        let c = &mut *pg.client.borrow_mut();
+        super::prepared(c, &pg.cache, sql)
+            .and_then(|s| c.query(&s, params))
+            .context(what)
     }
 
     /// A failed statement on the lock connection: if the connection is
@@ -243,22 +304,10 @@ impl Drop for Leases {
     /// The run is over: its accounts go back at once (closing the
     /// connection would do it too; this also clears `lease_owner`).
     fn drop(&mut self) {
-        let Some(h) = self.lock() else {
-            return;
-        };
-        if h.lost.is_some() || h.counts.is_empty() {
-            return;
+        let owner = std::mem::take(&mut self.owner);
+        if let Some(mut h) = self.lock() {
+            h.release_all(&owner);
         }
-        let ids: Vec<i64> = h.counts.keys().copied().collect();
-        let Ok(mut c) = h.client() else {
-            return;
-        };
-        let _ = c.execute(
-            "UPDATE email_accounts SET lease_owner = NULL, lease_until = NULL \
-             WHERE acntid = ANY($1) AND lease_owner = $2",
-            &[&ids, &self.owner],
-        );
-        let _ = c.batch_execute("SELECT pg_advisory_unlock_all()");
     }
 }
 

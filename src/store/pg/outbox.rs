@@ -290,6 +290,24 @@ impl Postgres {
         )?)
     }
 
+    /// Whether a drain would find anything to do now (see `Store`).
+    pub fn outbox_has_work(&self, now: i64) -> Result<bool> {
+        let row = self.row(
+            "SELECT EXISTS (SELECT 1 FROM email_outbox WHERE state = $1) \
+             OR EXISTS (SELECT 1 FROM email_outbox WHERE (state = $2 OR state IS NULL) \
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= $3)) \
+             OR EXISTS (SELECT 1 FROM email_outbox WHERE sent_copy = $4)",
+            &[
+                &OutboxState::Sending.as_str(),
+                &OutboxState::Queued.as_str(),
+                &now,
+                &SentCopy::Pending.as_str(),
+            ],
+            "look for work in the outbox",
+        )?;
+        row.as_ref().map_or(Ok(false), |r| get(r, 0))
+    }
+
     /// Accounts with Sent copies still to do.
     pub fn accounts_with_sent_copies(&self) -> Result<Vec<i64>> {
         self.rows(
