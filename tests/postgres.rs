@@ -770,3 +770,114 @@ fn a_run_with_no_mail_to_send_needs_three_sessions() {
         assert_mirror(&home, &dovecot, "alice", alice, "INBOX");
     }
 }
+
+#[test]
+fn folder_patches_go_in_together_and_end_as_they_do_on_sqlite() {
+    use backproc::store::{Discovered, Folder, FolderPatch, Location, PgTarget, Store};
+    let dovecot = Dovecot::start();
+    let pg_home = TempHome::on(support::Store::Postgres);
+    let sqlite_home = TempHome::on(support::Store::Sqlite);
+    let url = pg_home.database_url().expect("on PostgreSQL").to_string();
+    let places = [
+        (Location::Postgres(Box::new(PgTarget::parse(&url).expect("url")))),
+        (Location::Sqlite(sqlite_home.db_path())),
+    ];
+    let listed = |name: &str| Discovered {
+        imap_name: name.into(),
+        name: name.into(),
+        delimiter: Some("/".into()),
+        special: None,
+    };
+    let found: Vec<Discovered> = ["INBOX", "A", "B", "C", "D"].map(listed).to_vec();
+    let patch = |f: &dyn Fn(&mut FolderPatch)| {
+        let mut p = FolderPatch::default();
+        f(&mut p);
+        p
+    };
+    let mut ends: Vec<Vec<Folder>> = Vec::new();
+    for (home, at) in [&pg_home, &sqlite_home].into_iter().zip(&places) {
+        config(home, &dovecot, "");
+        let acntid = add_account(home, &dovecot, "alice");
+        let mut store = Store::open(at).expect("open");
+        let ids: HashMap<String, i64> = store
+            .apply_discovery(acntid, &found, 1)
+            .expect("discovery")
+            .into_iter()
+            .map(|f| (f.imap_name, f.emfdid))
+            .collect();
+        let id = |name: &str| ids[name];
+        let counted = |n: u32| {
+            move |p: &mut FolderPatch| {
+                p.uidnext = Some(n + 1);
+                p.last_uid = Some(n);
+            }
+        };
+        // Three of one shape, two of others.
+        store
+            .patch_folders(
+                &[
+                    (id("A"), patch(&counted(9))),
+                    (id("B"), patch(&counted(19))),
+                    (
+                        id("C"),
+                        patch(&|p| p.error = Some(Some("it's \0 broken".into()))),
+                    ),
+                    (id("D"), patch(&counted(29))),
+                    (id("INBOX"), patch(&|p| p.recent_sync_at = Some(100))),
+                ],
+                2,
+            )
+            .expect("patch");
+        // One folder twice: the later patch wins.
+        store
+            .patch_folders(
+                &[
+                    (id("A"), patch(&|p| p.uidnext = Some(11))),
+                    (
+                        id("A"),
+                        patch(&|p| {
+                            p.uidnext = Some(12);
+                            p.highestmodseq = Some(Some(5));
+                        }),
+                    ),
+                ],
+                3,
+            )
+            .expect("patch twice");
+        // Nulls of both types in one statement.
+        let clear = |p: &mut FolderPatch| {
+            p.error = Some(None);
+            p.backfill_below = Some(None);
+            p.full_sync_at = Some(7);
+        };
+        store
+            .patch_folders(&[(id("C"), patch(&clear)), (id("B"), patch(&clear))], 4)
+            .expect("clear");
+        let mut folders = store.folders(Some(acntid), false).expect("folders");
+        folders.sort_by(|a, b| a.imap_name.cmp(&b.imap_name));
+        let get = |name: &str| folders.iter().find(|f| f.imap_name == name).expect(name);
+        assert_eq!((get("A").uidnext, get("A").last_uid), (Some(12), 9));
+        assert_eq!(get("A").highestmodseq, Some(5));
+        assert_eq!((get("B").uidnext, get("B").last_uid), (Some(20), 19));
+        assert_eq!((get("D").uidnext, get("D").last_uid), (Some(30), 29));
+        assert_eq!(get("INBOX").last_recent_sync_at, Some(100));
+        assert_eq!(get("C").last_error, None);
+        assert_eq!(
+            (get("C").last_full_sync_at, get("B").last_full_sync_at),
+            (Some(7), Some(7))
+        );
+        ends.push(folders);
+    }
+    // The same rows on both stores, but for the ids.
+    let strip = |folders: &[Folder]| -> Vec<Folder> {
+        folders
+            .iter()
+            .map(|f| Folder {
+                emfdid: 0,
+                acntid: 0,
+                ..f.clone()
+            })
+            .collect()
+    };
+    assert_eq!(strip(&ends[0]), strip(&ends[1]));
+}

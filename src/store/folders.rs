@@ -100,6 +100,72 @@ pub struct Discovered {
     pub special: Option<&'static str>,
 }
 
+/// A folder row as discovery compares it: id, IMAP name, `removed_at`,
+/// `special`.
+pub(super) type Known = (i64, String, Option<i64>, Option<String>);
+
+/// What LIST's answer changes in an account's folder rows.
+#[derive(Debug, PartialEq)]
+pub(super) enum FolderChange<'a> {
+    /// Back after it was removed, or its special use changed.
+    Update {
+        emfdid: i64,
+        found: &'a Discovered,
+        special: Option<&'static str>,
+    },
+    /// New (`priority` hi for the Inbox, lo for the rest).
+    Add {
+        found: &'a Discovered,
+        special: Option<&'static str>,
+        priority: &'static str,
+    },
+    /// No longer on the server.
+    Remove { emfdid: i64 },
+}
+
+/// The changes LIST's answer `found` makes to `known` (both backends; none
+/// in the common run, where the folders are what they were).
+pub(super) fn discovery_changes<'a>(
+    known: &[Known],
+    found: &'a [Discovered],
+) -> Vec<FolderChange<'a>> {
+    let key = |name: &str| {
+        if name.eq_ignore_ascii_case("INBOX") {
+            "INBOX".to_string()
+        } else {
+            name.to_string()
+        }
+    };
+    let mut changes = Vec::new();
+    for d in found {
+        let is_inbox = key(&d.imap_name) == "INBOX";
+        let special = if is_inbox { Some("inbox") } else { d.special };
+        match known.iter().find(|k| key(&k.1) == key(&d.imap_name)) {
+            Some((emfdid, _, removed_at, old_special)) => {
+                if removed_at.is_some() || old_special.as_deref() != special {
+                    changes.push(FolderChange::Update {
+                        emfdid: *emfdid,
+                        found: d,
+                        special,
+                    });
+                }
+            }
+            None => changes.push(FolderChange::Add {
+                found: d,
+                special,
+                priority: if is_inbox { "hi" } else { "lo" },
+            }),
+        }
+    }
+    for (emfdid, imap_name, removed_at, _) in known {
+        let gone = !found.iter().any(|d| key(&d.imap_name) == key(imap_name));
+        if gone && removed_at.is_none() {
+            changes.push(FolderChange::Remove { emfdid: *emfdid });
+        }
+    }
+    changes
+}
+
 /// Changes to a folder's sync state, applied together with a batch of
 /// messages so progress and rows commit in one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -270,7 +336,7 @@ impl Sqlite {
         now: i64,
     ) -> Result<Vec<Folder>> {
         self.write(|tx| {
-            let existing: Vec<(i64, String, Option<i64>, Option<String>)> = tx
+            let existing: Vec<Known> = tx
                 .prepare(
                     "SELECT emfdid, imap_name, removed_at, special FROM email_folders WHERE acntid = ?",
                 )
@@ -279,52 +345,39 @@ impl Sqlite {
                         .collect()
                 })
                 .context(format!("read the folders of account {acntid}"))?;
-            let key = |name: &str| {
-                if name.eq_ignore_ascii_case("INBOX") {
-                    "INBOX".to_string()
-                } else {
-                    name.to_string()
-                }
-            };
-            for d in found {
-                let is_inbox = key(&d.imap_name) == "INBOX";
-                let special = if is_inbox { Some("inbox") } else { d.special };
-                match existing.iter().find(|e| key(&e.1) == key(&d.imap_name)) {
-                    Some((emfdid, _, removed_at, old_special)) => {
-                        if removed_at.is_some() || old_special.as_deref() != special {
-                            tx.execute(
-                                "UPDATE email_folders SET removed_at = NULL, special = ?, \
-                                 delimiter = ?, name = ? WHERE emfdid = ?",
-                                params![special, d.delimiter, d.name, emfdid],
-                            )
-                            .context(format!("update folder {emfdid}"))?;
-                        }
+            for change in discovery_changes(&existing, found) {
+                match change {
+                    FolderChange::Update {
+                        emfdid,
+                        found: d,
+                        special,
+                    } => {
+                        tx.execute(
+                            "UPDATE email_folders SET removed_at = NULL, special = ?, \
+                             delimiter = ?, name = ? WHERE emfdid = ?",
+                            params![special, d.delimiter, d.name, emfdid],
+                        )
+                        .context(format!("update folder {emfdid}"))?;
                     }
-                    None => {
+                    FolderChange::Add {
+                        found: d,
+                        special,
+                        priority,
+                    } => {
                         tx.execute(
                             "INSERT INTO email_folders (acntid, name, imap_name, delimiter, special, priority) \
                              VALUES (?, ?, ?, ?, ?, ?)",
-                            params![
-                                acntid,
-                                d.name,
-                                d.imap_name,
-                                d.delimiter,
-                                special,
-                                if is_inbox { "hi" } else { "lo" }
-                            ],
+                            params![acntid, d.name, d.imap_name, d.delimiter, special, priority],
                         )
                         .context(format!("add folder '{}' of account {acntid}", d.name))?;
                     }
-                }
-            }
-            for (emfdid, imap_name, removed_at, _) in &existing {
-                let gone = !found.iter().any(|d| key(&d.imap_name) == key(imap_name));
-                if gone && removed_at.is_none() {
-                    tx.execute(
-                        "UPDATE email_folders SET removed_at = ? WHERE emfdid = ?",
-                        params![now, emfdid],
-                    )
-                    .context(format!("mark folder {emfdid} removed"))?;
+                    FolderChange::Remove { emfdid } => {
+                        tx.execute(
+                            "UPDATE email_folders SET removed_at = ? WHERE emfdid = ?",
+                            params![now, emfdid],
+                        )
+                        .context(format!("mark folder {emfdid} removed"))?;
+                    }
                 }
             }
             Ok(())
@@ -349,5 +402,92 @@ impl Sqlite {
             ..FolderPatch::default()
         };
         self.write(|tx| apply_patch(tx, emfdid, &patch, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(imap_name: &str, special: Option<&'static str>) -> Discovered {
+        Discovered {
+            imap_name: imap_name.into(),
+            name: imap_name.into(),
+            delimiter: Some("/".into()),
+            special,
+        }
+    }
+
+    fn known(
+        emfdid: i64,
+        imap_name: &str,
+        removed_at: Option<i64>,
+        special: Option<&str>,
+    ) -> Known {
+        (
+            emfdid,
+            imap_name.into(),
+            removed_at,
+            special.map(str::to_string),
+        )
+    }
+
+    #[test]
+    fn discovery_changes_only_what_list_changed() {
+        let rows = [
+            known(1, "INBOX", None, Some("inbox")),
+            known(2, "Sent", None, Some("sent")),
+            known(3, "Old", Some(5), None),
+            known(4, "Gone", None, None),
+            known(5, "Long gone", Some(5), None),
+        ];
+        // The same folders as before: nothing.
+        let same = [
+            listed("inbox", None),
+            listed("Sent", Some("sent")),
+            listed("Gone", None),
+        ];
+        assert_eq!(discovery_changes(&rows, &same), vec![]);
+        let found = [
+            // The Inbox in any case is the Inbox (its special use kept).
+            listed("Inbox", None),
+            // Special use changed.
+            listed("Sent", None),
+            // Back after removal.
+            listed("Old", None),
+            listed("New", Some("trash")),
+        ];
+        assert_eq!(
+            discovery_changes(&rows, &found),
+            vec![
+                FolderChange::Update {
+                    emfdid: 2,
+                    found: &found[1],
+                    special: None
+                },
+                FolderChange::Update {
+                    emfdid: 3,
+                    found: &found[2],
+                    special: None
+                },
+                FolderChange::Add {
+                    found: &found[3],
+                    special: Some("trash"),
+                    priority: "lo"
+                },
+                // Gone now; "Long gone" was already marked.
+                FolderChange::Remove { emfdid: 4 },
+            ]
+        );
+        // A new account: its Inbox comes in at hi priority.
+        let inbox = [listed("INBOX", None)];
+        assert_eq!(
+            discovery_changes(&[], &inbox),
+            vec![FolderChange::Add {
+                found: &inbox[0],
+                special: Some("inbox"),
+                priority: "hi"
+            }]
+        );
     }
 }

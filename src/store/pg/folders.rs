@@ -1,7 +1,7 @@
 //! `email_folders` on PostgreSQL: the same operations as on SQLite.
 
 use super::super::error::Result;
-use super::super::folders::{clamp_u32, COLUMNS};
+use super::super::folders::{clamp_u32, discovery_changes, FolderChange, Known, COLUMNS};
 use super::super::{Discovered, Folder, FolderPatch, Priority};
 use super::{get, opt_text, text, Postgres, Tx};
 use postgres::types::ToSql;
@@ -38,46 +38,68 @@ pub(super) fn insert_inbox(tx: &mut Tx<'_>, acntid: i64) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn apply_patch(tx: &mut Tx<'_>, emfdid: i64, p: &FolderPatch, now: i64) -> Result<()> {
-    let mut sets: Vec<&str> = Vec::new();
-    let mut values: Vec<Box<dyn ToSql + Sync>> = Vec::new();
-    let u32_ = |v: u32| Box::new(i64::from(v)) as Box<dyn ToSql + Sync>;
+/// A value of a folder patch's column.
+enum Value {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+impl Value {
+    fn boxed(&self) -> Box<dyn ToSql + Sync + '_> {
+        match self {
+            Value::Int(v) => Box::new(*v),
+            Value::Text(v) => Box::new(v.as_deref()),
+        }
+    }
+}
+
+/// The columns a patch sets (its shape) and their values.
+fn assignments(p: &FolderPatch, now: i64) -> (Vec<&'static str>, Vec<Value>) {
+    let mut sets: Vec<&'static str> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    let mut int = |c: &'static str, v: Option<i64>| {
+        sets.push(c);
+        values.push(Value::Int(v));
+    };
     if let Some(v) = p.uidvalidity {
-        sets.push("uidvalidity");
-        values.push(u32_(v));
+        int("uidvalidity", Some(i64::from(v)));
     }
     if let Some(v) = p.uidnext {
-        sets.push("uidnext");
-        values.push(u32_(v));
+        int("uidnext", Some(i64::from(v)));
     }
     if let Some(v) = p.last_uid {
-        sets.push("last_uid");
-        values.push(u32_(v));
+        int("last_uid", Some(i64::from(v)));
     }
     if let Some(v) = p.backfill_below {
-        sets.push("backfill_below");
-        values.push(Box::new(v.map(i64::from)));
+        int("backfill_below", v.map(i64::from));
     }
     if let Some(v) = p.highestmodseq {
-        sets.push("highestmodseq");
-        values.push(Box::new(v.map(|v| v.min(i64::MAX as u64) as i64)));
+        int("highestmodseq", v.map(|v| v.min(i64::MAX as u64) as i64));
     }
     if let Some(v) = p.recent_sync_at {
-        sets.push("last_recent_sync_at");
-        values.push(Box::new(v));
+        int("last_recent_sync_at", Some(v));
     }
     if let Some(v) = p.full_sync_at {
-        sets.push("last_full_sync_at");
-        values.push(Box::new(v));
+        int("last_full_sync_at", Some(v));
     }
     if let Some(e) = &p.error {
         sets.push("last_error");
-        values.push(Box::new(e.as_deref().map(|e| text(e).into_owned())));
+        values.push(Value::Text(e.as_deref().map(|e| text(e).into_owned())));
         if e.is_some() {
             sets.push("last_error_at");
-            values.push(Box::new(now));
+            values.push(Value::Int(Some(now)));
         }
     }
+    (sets, values)
+}
+
+pub(super) fn apply_patch(tx: &mut Tx<'_>, emfdid: i64, p: &FolderPatch, now: i64) -> Result<()> {
+    let (sets, values) = assignments(p, now);
+    apply_one(tx, emfdid, &sets, &values)
+}
+
+/// One folder's patch.
+fn apply_one(tx: &mut Tx<'_>, emfdid: i64, sets: &[&str], values: &[Value]) -> Result<()> {
     if sets.is_empty() {
         return Ok(());
     }
@@ -91,9 +113,64 @@ pub(super) fn apply_patch(tx: &mut Tx<'_>, emfdid: i64, p: &FolderPatch, now: i6
         assignments.join(", "),
         sets.len() + 1
     );
-    values.push(Box::new(emfdid));
-    let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref()).collect();
+    let mut boxed: Vec<Box<dyn ToSql + Sync + '_>> = values.iter().map(Value::boxed).collect();
+    boxed.push(Box::new(emfdid));
+    let params: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|v| v.as_ref()).collect();
     tx.execute(&sql, &params, format!("update folder {emfdid}"))?;
+    Ok(())
+}
+
+/// Patches of one shape for distinct folders, in one statement (arrays
+/// unnested side by side).
+fn apply_alike(tx: &mut Tx<'_>, sets: &[&str], rows: &[(i64, Vec<Value>)]) -> Result<()> {
+    let mut columns: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+    let mut types: Vec<&str> = Vec::new();
+    for (j, _) in sets.iter().enumerate() {
+        match rows.first().map(|(_, values)| &values[j]) {
+            Some(Value::Text(_)) => {
+                let column: Vec<Option<String>> = rows
+                    .iter()
+                    .map(|(_, values)| match &values[j] {
+                        Value::Text(v) => v.clone(),
+                        Value::Int(_) => None,
+                    })
+                    .collect();
+                columns.push(Box::new(column));
+                types.push("text[]");
+            }
+            _ => {
+                let column: Vec<Option<i64>> = rows
+                    .iter()
+                    .map(|(_, values)| match &values[j] {
+                        Value::Int(v) => *v,
+                        Value::Text(_) => None,
+                    })
+                    .collect();
+                columns.push(Box::new(column));
+                types.push("int8[]");
+            }
+        }
+    }
+    columns.push(Box::new(
+        rows.iter().map(|(id, _)| *id).collect::<Vec<i64>>(),
+    ));
+    types.push("int8[]");
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}", i + 1))
+        .collect();
+    let sql = format!(
+        "UPDATE email_folders f SET {} FROM unnest({}) AS v({}, emfdid) WHERE f.emfdid = v.emfdid",
+        sets.iter()
+            .map(|c| format!("{c} = v.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        arrays.join(", "),
+        sets.join(", ")
+    );
+    let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|v| v.as_ref()).collect();
+    tx.execute(&sql, &params, format!("update {} folders", rows.len()))?;
     Ok(())
 }
 
@@ -151,47 +228,63 @@ impl Postgres {
         })
     }
 
-    /// What LIST found for one account; returns its live folders.
+    /// What LIST found for one account; returns its live folders. When
+    /// nothing changes (most runs) one read, no transaction.
     pub fn apply_discovery(
         &mut self,
         acntid: i64,
         found: &[Discovered],
         now: i64,
     ) -> Result<Vec<Folder>> {
+        let folders = self.folders(Some(acntid), true)?;
+        let known: Vec<Known> = folders
+            .iter()
+            .map(|f| {
+                (
+                    f.emfdid,
+                    f.imap_name.clone(),
+                    f.removed_at,
+                    f.special.clone(),
+                )
+            })
+            .collect();
+        if discovery_changes(&known, found).is_empty() {
+            return Ok(folders
+                .into_iter()
+                .filter(|f| f.removed_at.is_none())
+                .collect());
+        }
         self.write(|tx| {
-            let mut existing: Vec<(i64, String, Option<i64>, Option<String>)> = Vec::new();
+            let mut known: Vec<Known> = Vec::new();
             for r in tx.rows(
                 "SELECT emfdid, imap_name, removed_at, special FROM email_folders WHERE acntid = $1",
                 &[&acntid],
                 format!("read the folders of account {acntid}"),
             )? {
-                existing.push((get(&r, 0)?, get(&r, 1)?, get(&r, 2)?, get(&r, 3)?));
+                known.push((get(&r, 0)?, get(&r, 1)?, get(&r, 2)?, get(&r, 3)?));
             }
-            let key = |name: &str| {
-                if name.eq_ignore_ascii_case("INBOX") {
-                    "INBOX".to_string()
-                } else {
-                    name.to_string()
-                }
-            };
-            for d in found {
-                let is_inbox = key(&d.imap_name) == "INBOX";
-                let special = if is_inbox { Some("inbox") } else { d.special };
-                let (name, imap_name) = (text(&d.name), text(&d.imap_name));
-                let delimiter = opt_text(d.delimiter.as_deref());
-                match existing.iter().find(|e| key(&e.1) == key(&d.imap_name)) {
-                    Some((emfdid, _, removed_at, old_special)) => {
-                        if removed_at.is_some() || old_special.as_deref() != special {
-                            tx.execute(
-                                "UPDATE email_folders SET removed_at = NULL, special = $1, \
-                                 delimiter = $2, name = $3 WHERE emfdid = $4",
-                                &[&special, &delimiter, &name, emfdid],
-                                format!("update folder {emfdid}"),
-                            )?;
-                        }
+            for change in discovery_changes(&known, found) {
+                match change {
+                    FolderChange::Update {
+                        emfdid,
+                        found: d,
+                        special,
+                    } => {
+                        let (name, delimiter) = (text(&d.name), opt_text(d.delimiter.as_deref()));
+                        tx.execute(
+                            "UPDATE email_folders SET removed_at = NULL, special = $1, \
+                             delimiter = $2, name = $3 WHERE emfdid = $4",
+                            &[&special, &delimiter, &name, &emfdid],
+                            format!("update folder {emfdid}"),
+                        )?;
                     }
-                    None => {
-                        let priority = if is_inbox { "hi" } else { "lo" };
+                    FolderChange::Add {
+                        found: d,
+                        special,
+                        priority,
+                    } => {
+                        let (name, imap_name) = (text(&d.name), text(&d.imap_name));
+                        let delimiter = opt_text(d.delimiter.as_deref());
                         tx.execute(
                             "INSERT INTO email_folders (acntid, name, imap_name, delimiter, special, priority) \
                              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -199,16 +292,13 @@ impl Postgres {
                             format!("add folder '{}' of account {acntid}", d.name),
                         )?;
                     }
-                }
-            }
-            for (emfdid, imap_name, removed_at, _) in &existing {
-                let gone = !found.iter().any(|d| key(&d.imap_name) == key(imap_name));
-                if gone && removed_at.is_none() {
-                    tx.execute(
-                        "UPDATE email_folders SET removed_at = $1 WHERE emfdid = $2",
-                        &[&now, emfdid],
-                        format!("mark folder {emfdid} removed"),
-                    )?;
+                    FolderChange::Remove { emfdid } => {
+                        tx.execute(
+                            "UPDATE email_folders SET removed_at = $1 WHERE emfdid = $2",
+                            &[&now, &emfdid],
+                            format!("mark folder {emfdid} removed"),
+                        )?;
+                    }
                 }
             }
             Ok(())
@@ -216,11 +306,37 @@ impl Postgres {
         self.folders(Some(acntid), false)
     }
 
-    /// Several folders' patches in one transaction.
+    /// Several folders' patches in one transaction; those setting the same
+    /// columns in one statement (a run that finds nothing new patches every
+    /// folder of an account alike).
     pub fn patch_folders(&mut self, patches: &[(i64, FolderPatch)], now: i64) -> Result<()> {
+        let distinct = patches
+            .iter()
+            .enumerate()
+            .all(|(i, (id, _))| patches[..i].iter().all(|(other, _)| other != id));
         self.write(|tx| {
+            if !distinct {
+                for (emfdid, p) in patches {
+                    apply_patch(tx, *emfdid, p, now)?;
+                }
+                return Ok(());
+            }
+            let mut shapes: Vec<(Vec<&'static str>, Vec<(i64, Vec<Value>)>)> = Vec::new();
             for (emfdid, p) in patches {
-                apply_patch(tx, *emfdid, p, now)?;
+                let (sets, values) = assignments(p, now);
+                if sets.is_empty() {
+                    continue;
+                }
+                match shapes.iter_mut().find(|(s, _)| *s == sets) {
+                    Some((_, rows)) => rows.push((*emfdid, values)),
+                    None => shapes.push((sets, vec![(*emfdid, values)])),
+                }
+            }
+            for (sets, rows) in &shapes {
+                match rows.as_slice() {
+                    [(emfdid, values)] => apply_one(tx, *emfdid, sets, values)?,
+                    _ => apply_alike(tx, sets, rows)?,
+                }
             }
             Ok(())
         })
