@@ -437,12 +437,13 @@ impl Pool<'_> {
             }
         }
         let account = self.lock().accts[idx].account.clone();
-        let connected = match self.connect(&account, store) {
+        // On PostgreSQL a session that starts with discovery may find every
+        // folder unchanged (the common run): its worker's connection waits
+        // until a job needs it. Everywhere else it opens during the login.
+        let lazy = discover_first && self.settings.leases.shared();
+        let connected = match self.connect(&account, store, !lazy) {
             Ok(connected) => connected,
             Err(()) => return false,
-        };
-        let Some(store) = store.as_ref() else {
-            return false;
         };
         let (mut client, qresync) = match connected {
             Ok(c) => c,
@@ -459,7 +460,7 @@ impl Pool<'_> {
         );
         self.clear_old_error(idx, &account);
         if discover_first {
-            match self.discover(idx, &mut client, store) {
+            match self.discover(idx, &mut client, store.as_ref()) {
                 Ok(w) => *skipped = w,
                 Err(e) if e.breaks_session() => {
                     self.connection_failed(idx, &e, None);
@@ -475,6 +476,21 @@ impl Pool<'_> {
                 }
             }
         }
+        if store.is_none() && !self.lock().accts[idx].jobs.is_empty() {
+            match Store::connect(&self.settings.store) {
+                Ok(opened) => *store = Some(opened),
+                Err(e) => {
+                    log::error!(target: THREADING, "worker cannot open the database: {}", chain(&e));
+                    client.logout();
+                    return false;
+                }
+            }
+        }
+        let Some(store) = store.as_ref() else {
+            // Nothing left to do in this session.
+            client.logout();
+            return true;
+        };
         let s = self.settings;
         let ctx = Ctx {
             now: s.now,
@@ -583,16 +599,18 @@ impl Pool<'_> {
     }
 
     /// Logs in to the account; opens this worker's database connection
-    /// meanwhile when it has none. Err(()) when that cannot be opened.
+    /// meanwhile when it has none and `open`. Err(()) when that cannot be
+    /// opened.
     #[allow(clippy::type_complexity)]
     fn connect(
         &self,
         account: &Account,
         store: &mut Option<Store>,
+        open: bool,
     ) -> Result<Result<(Client, bool), imap::Error>, ()> {
         let s = self.settings;
         let (connected, opened) = std::thread::scope(|scope| {
-            let opening = store.is_none().then(|| {
+            let opening = (open && store.is_none()).then(|| {
                 std::thread::Builder::new()
                     .name("open".into())
                     .spawn_scoped(scope, || Store::connect(&s.store))
@@ -714,15 +732,23 @@ impl Pool<'_> {
         &self,
         idx: usize,
         client: &mut Client,
-        store: &Store,
+        store: Option<&Store>,
     ) -> Result<Option<SkippedWrite>, imap::Error> {
         let acntid = self.acntid(idx);
         let (found, mut statuses) = discover::list(client)?;
         let now = self.settings.now;
-        let before: HashSet<i64> = store
-            .folders(Some(acntid), true)
-            .map(|v| v.into_iter().map(|f| f.emfdid).collect())
-            .unwrap_or_default();
+        // Read through the lock connection on PostgreSQL (this worker's may
+        // not be open: see `session`), through the worker's on SQLite.
+        let read = |with_removed: bool| {
+            let read = |db: &Store| db.folders(Some(acntid), with_removed);
+            self.settings
+                .leases
+                .with_store(read)
+                .or_else(|| store.map(read))
+                .and_then(|r| r.ok())
+                .unwrap_or_default()
+        };
+        let before: HashSet<i64> = read(true).into_iter().map(|f| f.emfdid).collect();
         let live = match self
             .writer
             .call(move |s| s.apply_discovery(acntid, &found, now))
@@ -730,7 +756,7 @@ impl Pool<'_> {
             Ok(live) => live,
             Err(e) => {
                 log::error!(target: THREADING, "cannot record the folders: {} {}", chain(&e), at_account(acntid));
-                store.folders(Some(acntid), false).unwrap_or_default()
+                read(false)
             }
         };
         let need_status = self.queue_discovered(idx, &before, &live, &statuses);

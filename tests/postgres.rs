@@ -722,11 +722,11 @@ fn sessions_of(db: &str) -> i64 {
 }
 
 #[test]
-fn a_run_with_no_mail_to_send_needs_three_sessions() {
-    // The run's own connection also holds its accounts' locks, and the
-    // outbox opens one of its own only when it has work: a run is the
-    // run's connection, the writer's and a worker's. A fourth session is
-    // refused by the database's limit, so a run that wanted one fails.
+fn a_run_needs_three_sessions_and_one_with_nothing_new_two() {
+    // The run's own connection also holds its accounts' locks; the outbox
+    // opens one of its own only when it has work, and a worker only when
+    // a folder needs syncing. A session over the database's limit is
+    // refused, so a run that wanted one more fails.
     let dovecot = Dovecot::start();
     let home = TempHome::on(support::Store::Postgres);
     config(
@@ -742,14 +742,16 @@ fn a_run_with_no_mail_to_send_needs_three_sessions() {
         .and_then(|tail| tail.split('?').next())
         .expect("database name")
         .to_string();
-    postgres::shared()
-        .admin()
-        .batch_execute(&format!("ALTER DATABASE {db} CONNECTION LIMIT 3"))
-        .expect("limit the sessions");
     let imap = dovecot.imap("alice");
-    for (round, n) in [(1, 3), (2, 2), (3, 0)] {
-        let msgs: Vec<Vec<u8>> = (0..n).map(|i| message(round * 10 + i, 500)).collect();
+    // New messages, and the sessions the run may have: its own, the
+    // writer's and a worker's; with nothing new, no worker's.
+    for (round, new, limit) in [(1, 3, 3), (2, 2, 3), (3, 0, 2)] {
+        let msgs: Vec<Vec<u8>> = (0..new).map(|i| message(round * 10 + i, 500)).collect();
         imap.append_many("INBOX", &msgs);
+        postgres::shared()
+            .admin()
+            .batch_execute(&format!("ALTER DATABASE {db} CONNECTION LIMIT {limit}"))
+            .expect("limit the sessions");
         // The session of the command before may still be ending.
         assert!(
             wait_until(Duration::from_secs(10), || sessions_of(&db) == 0),
