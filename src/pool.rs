@@ -271,13 +271,17 @@ impl Pool<'_> {
 
     /// Serves accounts until none is left. Its database connection is
     /// opened while its first server greets and logs in (opening costs about
-    /// what that wait does).
+    /// what that wait does); on PostgreSQL only once a folder needs syncing
+    /// or a second account comes (see `session`).
     fn worker(&self) {
         let mut store = None;
+        let mut first = true;
         while let Some((idx, discover)) = self.take_account() {
             let slot = Slot { pool: self, idx };
             let mut skipped = None;
-            let go_on = self.session(&slot, discover, &mut store, &mut skipped);
+            let lazy = first && discover && self.settings.leases.shared();
+            first = false;
+            let go_on = self.session(&slot, discover, lazy, &mut store, &mut skipped);
             if let Some(w) = skipped {
                 self.settle_skipped(w);
             }
@@ -418,13 +422,21 @@ impl Pool<'_> {
     }
 
     /// One session on an account: connect (and open this worker's database
-    /// connection meanwhile), discover when asked, then the account's jobs
-    /// until none is left (or the run must stop). Returns false when this
-    /// worker cannot go on (no database connection).
+    /// connection meanwhile, unless `lazy`), discover when asked, then the
+    /// account's jobs until none is left (or the run must stop). Returns
+    /// false when this worker cannot go on (no database connection).
+    ///
+    /// `lazy` (PostgreSQL, the worker's first account): the discovery may
+    /// find every folder unchanged, the common run; the connection then
+    /// waits until a job needs it, and a run with nothing new opens none.
+    /// The discovery reads through the lock connection meanwhile. Not for
+    /// later accounts: the lock connection would serialise every worker's
+    /// reads.
     fn session(
         &self,
         slot: &Slot<'_, '_>,
         discover_first: bool,
+        lazy: bool,
         store: &mut Option<Store>,
         skipped: &mut Option<SkippedWrite>,
     ) -> bool {
@@ -437,10 +449,6 @@ impl Pool<'_> {
             }
         }
         let account = self.lock().accts[idx].account.clone();
-        // On PostgreSQL a session that starts with discovery may find every
-        // folder unchanged (the common run): its worker's connection waits
-        // until a job needs it. Everywhere else it opens during the login.
-        let lazy = discover_first && self.settings.leases.shared();
         let connected = match self.connect(&account, store, !lazy) {
             Ok(connected) => connected,
             Err(()) => return false,
@@ -737,14 +745,13 @@ impl Pool<'_> {
         let acntid = self.acntid(idx);
         let (found, mut statuses) = discover::list(client)?;
         let now = self.settings.now;
-        // Read through the lock connection on PostgreSQL (this worker's may
-        // not be open: see `session`), through the worker's on SQLite.
+        // Through the lock connection while this worker has none of its
+        // own (see `session`).
         let read = |with_removed: bool| {
             let read = |db: &Store| db.folders(Some(acntid), with_removed);
-            self.settings
-                .leases
-                .with_store(read)
-                .or_else(|| store.map(read))
+            store
+                .map(read)
+                .or_else(|| self.settings.leases.with_store(read))
                 .and_then(|r| r.ok())
                 .unwrap_or_default()
         };
