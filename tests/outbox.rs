@@ -1152,12 +1152,16 @@ fn a_failed_append_is_retried_alone_by_a_later_run() {
 /// While a run's sync is held up (an account whose server never answers,
 /// BG_IO_TIMEOUT 5: the sync takes about 10 s), the outbox goes on: mail
 /// queued before the run goes at once, mail queued during it within a poll.
-fn the_outbox_is_never_starved_by_a_long_sync() {
-    let dovecot = Dovecot::start();
-    let smtp = ScriptedSmtp::accept_all();
-    let silent = SilentServer::start();
-    let home = setup(&dovecot, "define('BG_IO_TIMEOUT', 5);");
-    let a = account(&home, &dovecot, "alice", "plain", smtp.port(), "x");
+/// A home whose second account ("stalled") sits on a server that never
+/// answers, so a run's sync lasts about `BG_IO_TIMEOUT` (5 s); alice sends
+/// through `smtp_port`. Returns the home and alice's account.
+fn with_a_stalled_account(
+    dovecot: &Dovecot,
+    smtp_port: u16,
+    silent: &SilentServer,
+) -> (TempHome, i64) {
+    let home = setup(dovecot, "define('BG_IO_TIMEOUT', 5);");
+    let a = account(&home, dovecot, "alice", "plain", smtp_port, "x");
     add_account_with(
         &home,
         "plain",
@@ -1165,6 +1169,31 @@ fn the_outbox_is_never_starved_by_a_long_sync() {
         "stalled",
         "stalled-imap-secret",
     );
+    (home, a)
+}
+
+/// Waits (20 s at most) for message `emoid` to be sent; whether the run
+/// `child` was still live then.
+fn sent_while_live(home: &TempHome, child: &mut std::process::Child, emoid: i64) -> bool {
+    let mut live_when_sent = false;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let sent = row(home, emoid).state == "sent";
+            if sent {
+                live_when_sent = matches!(child.try_wait(), Ok(None));
+            }
+            sent
+        }),
+        "message {emoid} was not sent"
+    );
+    live_when_sent
+}
+
+fn the_outbox_is_never_starved_by_a_long_sync() {
+    let dovecot = Dovecot::start();
+    let smtp = ScriptedSmtp::accept_all();
+    let silent = SilentServer::start();
+    let (home, a) = with_a_stalled_account(&dovecot, smtp.port(), &silent);
     let early = queue(
         &home,
         a,
@@ -1187,17 +1216,7 @@ fn the_outbox_is_never_starved_by_a_long_sync() {
         a,
         &mail("alice@example.com", "x@example.org", "late@test", ""),
     );
-    let mut live_when_sent = false;
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            let sent = row(&home, late).state == "sent";
-            if sent {
-                live_when_sent = matches!(child.try_wait(), Ok(None));
-            }
-            sent
-        }),
-        "the late message was not sent"
-    );
+    let live_when_sent = sent_while_live(&home, &mut child, late);
     let status = child.wait().expect("wait");
     let ended = t0.elapsed();
     assert_eq!(status.code(), Some(75), "the stalled account fails");
@@ -1223,15 +1242,7 @@ fn mail_queued_into_an_empty_outbox_during_a_sync_goes_out_in_that_run() {
     let dovecot = Dovecot::start();
     let smtp = ScriptedSmtp::accept_all();
     let silent = SilentServer::start();
-    let home = setup(&dovecot, "define('BG_IO_TIMEOUT', 5);");
-    let a = account(&home, &dovecot, "alice", "plain", smtp.port(), "x");
-    add_account_with(
-        &home,
-        "plain",
-        silent.port(),
-        "stalled",
-        "stalled-imap-secret",
-    );
+    let (home, a) = with_a_stalled_account(&dovecot, smtp.port(), &silent);
     let mut child = home.engine().arg("run").spawn().expect("spawn");
     assert!(
         wait_until(Duration::from_secs(5), || silent.accepted() > 0),
@@ -1243,17 +1254,7 @@ fn mail_queued_into_an_empty_outbox_during_a_sync_goes_out_in_that_run() {
         a,
         &mail("alice@example.com", "x@example.org", "late@test", ""),
     );
-    let mut live_when_sent = false;
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            let sent = row(&home, late).state == "sent";
-            if sent {
-                live_when_sent = matches!(child.try_wait(), Ok(None));
-            }
-            sent
-        }),
-        "the message was not sent"
-    );
+    let live_when_sent = sent_while_live(&home, &mut child, late);
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(75), "the stalled account fails");
     assert!(live_when_sent, "sent only when the run ended");
