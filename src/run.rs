@@ -444,12 +444,12 @@ impl Cycle<'_> {
 fn connections(at: &Location) -> store::Result<(Store, Store)> {
     if let Location::Sqlite(_) = at {
         // One file: the writer's connection after the migrations.
-        let store = Store::open(at)?;
+        let store = Store::open_for_run(at)?;
         return Ok((store, Store::connect(at)?));
     }
     std::thread::scope(|scope| {
         let writer = scope.spawn(|| Store::connect(at));
-        let store = Store::open(at);
+        let store = Store::open_for_run(at);
         let writer = joined(writer.join());
         Ok((store?, writer?))
     })

@@ -883,3 +883,36 @@ fn folder_patches_go_in_together_and_end_as_they_do_on_sqlite() {
     };
     assert_eq!(strip(&ends[0]), strip(&ends[1]));
 }
+
+#[test]
+fn mail_outbox_add_reported_queued_survives_a_crash_of_the_server() {
+    // A run's connections commit without waiting for the disk (what they
+    // lose is fetched again); a command's commits must not: the server
+    // killed the moment `outbox add` returned keeps the message.
+    let cluster = PgCluster::start();
+    let dovecot = Dovecot::start();
+    let home = TempHome::with_database_url(Some(cluster.new_database()));
+    config(&home, &dovecot, "");
+    let alice = add_account(&home, &dovecot, "alice");
+    let mut queued = Vec::new();
+    for i in 0..5 {
+        let raw = format!(
+            "From: alice@example.com\r\nTo: bob@example.com\r\nSubject: crash {i}\r\n\
+             Message-ID: <crash-{i}@test.example.com>\r\n\r\nbody\r\n"
+        );
+        queued.push(queue(&home, alice, raw.as_bytes()));
+        cluster.kill();
+        cluster.start_again();
+    }
+    let db = home.db();
+    for emoid in queued {
+        let n: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM email_outbox WHERE emoid = ?",
+                [emoid],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(n, 1, "message {emoid} was reported queued, then lost");
+    }
+}

@@ -104,23 +104,38 @@ pub struct Bulk(Option<wal::Bulk>);
 
 impl Store {
     /// Opens (creating if needed) the database and applies pending
-    /// migrations: what every command does first.
+    /// migrations: what every command does first. On PostgreSQL its
+    /// commits wait for the disk.
     pub fn open(at: &Location) -> Result<Store> {
-        let store = Store::connect(at)?;
+        Store::migrated(Store::with(at, false)?)
+    }
+
+    /// [`Store::open`] for a run's own connection: on PostgreSQL its
+    /// commits (holders, the backfill) do not wait for the disk.
+    pub fn open_for_run(at: &Location) -> Result<Store> {
+        Store::migrated(Store::with(at, true)?)
+    }
+
+    /// Opens without migrating: for the extra connections of a run, opened
+    /// after the main one migrated (on PostgreSQL, commits that do not
+    /// wait for the disk unless [`Store::set_durable`]).
+    pub fn connect(at: &Location) -> Result<Store> {
+        Store::with(at, true)
+    }
+
+    fn with(at: &Location, relaxed: bool) -> Result<Store> {
+        Ok(Store(match at {
+            Location::Sqlite(path) => Db::Sqlite(Sqlite::connect(path)?),
+            Location::Postgres(t) => Db::Postgres(Box::new(Postgres::connect(t, relaxed)?)),
+        }))
+    }
+
+    fn migrated(store: Store) -> Result<Store> {
         match &store.0 {
             Db::Sqlite(s) => s.migrate()?,
             Db::Postgres(p) => p.migrate()?,
         }
         Ok(store)
-    }
-
-    /// Opens without migrating: for the extra connections of a run, opened
-    /// after the main one migrated.
-    pub fn connect(at: &Location) -> Result<Store> {
-        Ok(Store(match at {
-            Location::Sqlite(path) => Db::Sqlite(Sqlite::connect(path)?),
-            Location::Postgres(t) => Db::Postgres(Box::new(Postgres::connect(t)?)),
-        }))
     }
 
     /// Why writes are refused for the rest of this connection's life
