@@ -158,20 +158,10 @@ impl PgTarget {
     }
 
     /// Opens a connection named `backproc HOST:PID` (what `plan` and
-    /// `status` show as an account's holder); `relaxed`: its commits do not
-    /// wait for the disk (set at start-up, no round trip of its own).
-    fn open(&self, relaxed: bool) -> Result<postgres::Client> {
+    /// `status` show as an account's holder).
+    fn open(&self) -> Result<postgres::Client> {
         let mut config = self.config.clone();
         config.application_name(&format!("backproc {}", leases::owner()));
-        if relaxed {
-            let options = match config.get_options() {
-                Some(given) if !given.trim().is_empty() => {
-                    format!("{given} -c synchronous_commit=off")
-                }
-                _ => "-c synchronous_commit=off".to_string(),
-            };
-            config.options(&options);
-        }
         let connect_error = |source| Error::Connect {
             target: self.describe(),
             source,
@@ -241,8 +231,17 @@ impl Postgres {
     /// and the tokens make theirs durable ([`Postgres::set_durable`]).
     /// Every other command's commits are durable: a message `outbox add`
     /// reported queued is never lost to a crash of the server.
+    ///
+    /// A statement of its own, not the start-up packet's `options`: a
+    /// connection pooler such as PgBouncer refuses a start-up parameter it
+    /// does not track.
     pub fn connect(target: &PgTarget, relaxed: bool) -> Result<Postgres> {
-        let client = target.open(relaxed)?;
+        let mut client = target.open()?;
+        if relaxed {
+            client
+                .batch_execute("SET synchronous_commit = off")
+                .context("configure the connection")?;
+        }
         Ok(Postgres {
             client: RefCell::new(client),
             cache: RefCell::new(HashMap::new()),
