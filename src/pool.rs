@@ -753,18 +753,25 @@ impl Pool<'_> {
                 .map(read)
                 .or_else(|| self.settings.leases.with_store(read))
                 .and_then(|r| r.ok())
-                .unwrap_or_default()
         };
-        let before: HashSet<i64> = read(true).into_iter().map(|f| f.emfdid).collect();
-        let live = match self
-            .writer
-            .call(move |s| s.apply_discovery(acntid, &found, now))
-        {
-            Ok(live) => live,
-            Err(e) => {
-                log::error!(target: THREADING, "cannot record the folders: {} {}", chain(&e), at_account(acntid));
-                read(false)
-            }
+        let known = read(true);
+        let before: HashSet<i64> = known.iter().flatten().map(|f| f.emfdid).collect();
+        let live = match known {
+            // The common run: the folders are what they were, nothing to write.
+            Some(known) if store::discovery_changes_nothing(&known, &found) => known
+                .into_iter()
+                .filter(|f| f.removed_at.is_none())
+                .collect(),
+            _ => match self
+                .writer
+                .call(move |s| s.apply_discovery(acntid, &found, now))
+            {
+                Ok(live) => live,
+                Err(e) => {
+                    log::error!(target: THREADING, "cannot record the folders: {} {}", chain(&e), at_account(acntid));
+                    read(false).unwrap_or_default()
+                }
+            },
         };
         let need_status = self.queue_discovered(idx, &before, &live, &statuses);
         if !need_status.is_empty() {

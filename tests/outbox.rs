@@ -1172,6 +1172,16 @@ fn with_a_stalled_account(
     (home, a)
 }
 
+/// Starts a run and waits until its sync hangs on the silent server.
+fn run_until_stalled(home: &TempHome, silent: &SilentServer) -> std::process::Child {
+    let child = home.engine().arg("run").spawn().expect("spawn");
+    assert!(
+        wait_until(Duration::from_secs(5), || silent.accepted() > 0),
+        "the sync never reached the stalled server"
+    );
+    child
+}
+
 /// Waits (20 s at most) for message `emoid` to be sent; whether the run
 /// `child` was still live then.
 fn sent_while_live(home: &TempHome, child: &mut std::process::Child, emoid: i64) -> bool {
@@ -1201,11 +1211,7 @@ fn the_outbox_is_never_starved_by_a_long_sync() {
     );
     let start = unix_now();
     let t0 = Instant::now();
-    let mut child = home.engine().arg("run").spawn().expect("spawn");
-    assert!(
-        wait_until(Duration::from_secs(5), || silent.accepted() > 0),
-        "the sync never reached the stalled server"
-    );
+    let mut child = run_until_stalled(&home, &silent);
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).expect("cmdline");
     for secret in [dovecot.password("alice").as_str(), "stalled-imap-secret"] {
         assert!(!contains(&cmdline, secret), "password in ps: {secret:?}");
@@ -1243,11 +1249,7 @@ fn mail_queued_into_an_empty_outbox_during_a_sync_goes_out_in_that_run() {
     let smtp = ScriptedSmtp::accept_all();
     let silent = SilentServer::start();
     let (home, a) = with_a_stalled_account(&dovecot, smtp.port(), &silent);
-    let mut child = home.engine().arg("run").spawn().expect("spawn");
-    assert!(
-        wait_until(Duration::from_secs(5), || silent.accepted() > 0),
-        "the sync never reached the stalled server"
-    );
+    let mut child = run_until_stalled(&home, &silent);
     let queued_at = unix_now();
     let late = queue(
         &home,

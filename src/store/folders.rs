@@ -166,6 +166,24 @@ pub(super) fn discovery_changes<'a>(
     changes
 }
 
+/// Whether LIST's answer `found` leaves an account's folder rows as they
+/// are (`folders`: all of them, removed ones too). Then the discovery has
+/// nothing to write, and the rows read are its result.
+pub fn discovery_changes_nothing(folders: &[Folder], found: &[Discovered]) -> bool {
+    let known: Vec<Known> = folders
+        .iter()
+        .map(|f| {
+            (
+                f.emfdid,
+                f.imap_name.clone(),
+                f.removed_at,
+                f.special.clone(),
+            )
+        })
+        .collect();
+    discovery_changes(&known, found).is_empty()
+}
+
 /// Changes to a folder's sync state, applied together with a batch of
 /// messages so progress and rows commit in one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -27,7 +27,7 @@ pub use accounts::{Account, AccountChange, AuthKind, NewAccount, OAuthColumns, S
 pub use backfill::{BackfillState, Unfilled};
 pub use content::{MessageAttachments, StoredAttachment};
 pub use error::{Error, Result};
-pub use folders::{Discovered, Folder, FolderPatch, Priority};
+pub use folders::{discovery_changes_nothing, Discovered, Folder, FolderPatch, Priority};
 pub use messages::{Applied, NewMessage, OldRow, Op};
 pub use outbox::{AttemptRecord, OutboxRow, OutboxState, RcptState, SentCopy};
 pub use pg::{Leases, PgTarget, LOCK_CLASS};

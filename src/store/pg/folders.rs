@@ -228,32 +228,13 @@ impl Postgres {
         })
     }
 
-    /// What LIST found for one account; returns its live folders. When
-    /// nothing changes (most runs) one read, no transaction.
+    /// What LIST found for one account; returns its live folders.
     pub fn apply_discovery(
         &mut self,
         acntid: i64,
         found: &[Discovered],
         now: i64,
     ) -> Result<Vec<Folder>> {
-        let folders = self.folders(Some(acntid), true)?;
-        let known: Vec<Known> = folders
-            .iter()
-            .map(|f| {
-                (
-                    f.emfdid,
-                    f.imap_name.clone(),
-                    f.removed_at,
-                    f.special.clone(),
-                )
-            })
-            .collect();
-        if discovery_changes(&known, found).is_empty() {
-            return Ok(folders
-                .into_iter()
-                .filter(|f| f.removed_at.is_none())
-                .collect());
-        }
         self.write(|tx| {
             let mut known: Vec<Known> = Vec::new();
             for r in tx.rows(
