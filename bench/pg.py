@@ -8,13 +8,17 @@ Run through bench/run.sh (after bench.py) or alone:
 Cases (each timed N times, median reported):
   first sync        a fresh home (SQLite) / a fresh database (PostgreSQL),
                     one account of N messages; mbsync as the peer
-  nothing changed   `run --force` again on each store
+  nothing changed   `run --force` again on each store (taking turns), and on
+                    PostgreSQL through PgBouncer in session mode as well
+                    (when `pgbouncer` is installed): the pooler keeps server
+                    sessions warm between runs
   deployment        ACCOUNTS accounts x 3 folders (INBOX, Sent, Archiwum; a
                     few small messages each) on the bench Dovecot, every
                     folder due (their sync times moved back two hours), one
                     host against two hosts on one database started at the
                     same moment: wall time until both runs end, accounts per
-                    second; nothing changed, and with 1% new mail.
+                    second; nothing changed, and with 1% new mail; directly
+                    and through PgBouncer.
 
 PostgreSQL runs with its defaults (fsync on) except a larger
 max_connections; the engine's sync writer commits with
@@ -83,6 +87,46 @@ class Cluster:
                         "-m", "fast", "stop"], capture_output=True)
 
 
+class Pooler:
+    """PgBouncer in session mode in front of the cluster, run as the
+    postgres user (it refuses root); None from start() when not installed."""
+
+    @staticmethod
+    def start(work, cluster):
+        if not shutil.which("pgbouncer"):
+            print("pgbouncer not installed: no rows through a pooler", flush=True)
+            return None
+        return Pooler(work, cluster)
+
+    def __init__(self, work, cluster):
+        self.dir = os.path.join(work, "pgbouncer")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.cluster_port = cluster.port
+        self.port = bench.free_port()
+        users = os.path.join(self.dir, "users.txt")
+        with open(users, "w") as f:  # trust still wants the role listed
+            f.write(f'"{ROLE}" "{ROLE_PW}"\n')
+        ini = os.path.join(self.dir, "pgbouncer.ini")
+        with open(ini, "w") as f:
+            f.write(f"[databases]\n* = host=127.0.0.1 port={cluster.port}\n"
+                    f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+                    f"unix_socket_dir =\nauth_type = trust\nauth_file = {users}\npool_mode = session\n"
+                    "default_pool_size = 100\nmax_client_conn = 1000\n"
+                    f"logfile = {self.dir}/pgbouncer.log\n")
+        self.proc = subprocess.Popen(["pgbouncer", "-u", "postgres", ini],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+
+    def url(self, url):
+        return url.replace(f"@127.0.0.1:{self.cluster_port}/", f"@127.0.0.1:{self.port}/")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
 def engine_env(url):
     env = dict(os.environ)
     env.pop("BACKPROC_DATABASE_URL", None)
@@ -143,7 +187,7 @@ def verify_pg(cluster, db, port, user):
     return total
 
 
-def one_account(args, cluster, port, n, rows):
+def one_account(args, cluster, pooler, port, n, rows):
     user = f"u{n}"
     bench.load_account(port, user, n, seed=n)
     bench.warm(port, user)
@@ -167,14 +211,22 @@ def one_account(args, cluster, port, n, rows):
             conf = bench.mbsync_conf(args.work, f"mbsync-{n}", port, user)
             mb_first.append(bench.mbsync_run(conf))
             print(f"[{user}] mbsync first sync {r + 1}: {mb_first[-1][0]:.2f} s", flush=True)
-    sq_same = [run(args.engine, sq_home, None, force=True) for _ in range(args.runs)]
-    pg_same = [run(args.engine, pg_home, url, force=True) for _ in range(args.runs)]
-    print(f"[{user}] nothing changed: SQLite {[round(x[0], 3) for x in sq_same]}, "
-          f"PostgreSQL {[round(x[0], 3) for x in pg_same]}", flush=True)
+    sq_same, pg_same, pooled_same = [], [], []
+    for _ in range(args.same_runs):
+        sq_same.append(run(args.engine, sq_home, None, force=True))
+        pg_same.append(run(args.engine, pg_home, url, force=True))
+        if pooler:
+            pooled_same.append(run(args.engine, pg_home, pooler.url(url), force=True))
+    ms = lambda xs: [round(x[0] * 1000, 1) for x in xs]
+    print(f"[{user}] nothing changed (ms): SQLite {ms(sq_same)}, PostgreSQL {ms(pg_same)}, "
+          f"through PgBouncer {ms(pooled_same)}", flush=True)
     med = lambda xs: bench.med([x[0] for x in xs])
     rows.append((f"{n:,} msgs, first sync", med(sq_first), med(pg_first),
                  med(mb_first) if mb_first else None))
     rows.append((f"{n:,} msgs, nothing changed", med(sq_same), med(pg_same), None))
+    if pooled_same:
+        rows.append((f"{n:,} msgs, nothing changed, through PgBouncer", med(sq_same),
+                     med(pooled_same), None))
     for d in (f"sqlite-{n}", f"pg-{n}", f"mbsync-{n}"):
         shutil.rmtree(os.path.join(args.work, d), ignore_errors=True)
 
@@ -191,7 +243,7 @@ def load_deployment(port, users, per_folder):
         imap.close()
 
 
-def deployment(args, cluster, port, users, rows):
+def deployment(args, cluster, pooler, port, users, rows):
     db, url = cluster.new_database()
     homes = [fresh_home(args.work, f"host-{h}") for h in ("a", "b")]
     t0 = time.monotonic()
@@ -213,7 +265,7 @@ def deployment(args, cluster, port, users, rows):
         cluster.sql("UPDATE email_folders SET last_recent_sync_at = last_recent_sync_at - 7200, "
                     "last_full_sync_at = last_full_sync_at - 7200", db)
 
-    def timed_hosts(n_hosts):
+    def timed_hosts(n_hosts, url):
         due()
         bench.settle()
         t = time.monotonic()
@@ -235,16 +287,20 @@ def deployment(args, cluster, port, users, rows):
             imap.multiappend("INBOX", [bench.make_message(rng, 5_000_000 + seed * 10_000 + k, u)])
             imap.close()
 
+    ways = [("", url)] + ([(", through PgBouncer", pooler.url(url))] if pooler else [])
     for label, before in (("nothing changed", None), ("1% new mail", new_mail)):
-        for hosts in (1, 2):
-            times = []
-            for r in range(args.runs):
-                if before:
-                    before(100 * hosts + r)
-                times.append(timed_hosts(hosts))
-            t = bench.med(times)
-            print(f"[deployment] {label}, {hosts} host(s): {[round(x, 2) for x in times]} s", flush=True)
-            rows.append((f"{len(users)} accounts x 3 folders, {label}, {hosts} host(s)", t, len(users) / t))
+        for way, through in ways:
+            for hosts in (1, 2):
+                times = []
+                for r in range(args.runs):
+                    if before:
+                        before(100 * hosts + r + (50 if way else 0))
+                    times.append(timed_hosts(hosts, through))
+                t = bench.med(times)
+                print(f"[deployment] {label}{way}, {hosts} host(s): {[round(x, 2) for x in times]} s",
+                      flush=True)
+                rows.append((f"{len(users)} accounts x 3 folders, {label}{way}, {hosts} host(s)",
+                             t, len(users) / t))
     stored = int(cluster.sql("SELECT COUNT(*) FROM email_messages", db))
     dupes = int(cluster.sql("SELECT COUNT(*) FROM (SELECT emfdid, uid FROM email_messages "
                             "GROUP BY emfdid, uidvalidity, uid HAVING COUNT(*) > 1) d", db))
@@ -257,6 +313,8 @@ def main():
     ap.add_argument("--work", default=os.path.join(HERE, "work-pg"))
     ap.add_argument("--sizes", default="10000,50000")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--same-runs", type=int, default=15,
+                    help="runs of nothing changed per store, taking turns")
     ap.add_argument("--accounts", type=int, default=1000)
     ap.add_argument("--per-folder", type=int, default=3)
     ap.add_argument("--skip-mbsync", action="store_true")
@@ -269,27 +327,31 @@ def main():
     dep_users = [f"d{i:04d}" for i in range(args.accounts)]
     conf, port = bench.start_dovecot(args.work, [f"u{n}" for n in sizes] + dep_users)
     cluster = Cluster(args.work)
+    pooler = Pooler.start(args.work, cluster)
     rows, dep_rows = [], []
     try:
         for n in sizes:
-            one_account(args, cluster, port, n, rows)
+            one_account(args, cluster, pooler, port, n, rows)
         if args.accounts:
             t0 = time.monotonic()
             load_deployment(port, dep_users, args.per_folder)
             print(f"[deployment] loaded in {time.monotonic() - t0:.1f} s", flush=True)
-            deployment(args, cluster, port, dep_users, dep_rows)
+            deployment(args, cluster, pooler, port, dep_users, dep_rows)
     finally:
+        if pooler:
+            pooler.stop()
         cluster.stop()
         bench.stop_dovecot(conf)
 
     print()
-    print(f"median of {args.runs} runs")
+    print(f"median of {args.runs} runs ({args.same_runs} for nothing changed)")
     print()
     print("| case | engine, SQLite | engine, PostgreSQL | PostgreSQL/SQLite | mbsync | PostgreSQL/mbsync |")
     print("|---|---|---|---|---|---|")
+    secs = lambda t: f"{t:.2f} s" if t >= 1 else f"{t * 1000:.1f} ms"
     for what, sq, pg, mb in rows:
-        mb_cells = f"{mb:.2f} s | {pg / mb:.2f}" if mb else " | "
-        print(f"| {what} | {sq:.2f} s | {pg:.2f} s | {pg / sq:.2f} | {mb_cells} |")
+        mb_cells = f"{secs(mb)} | {pg / mb:.2f}" if mb else " | "
+        print(f"| {what} | {secs(sq)} | {secs(pg)} | {pg / sq:.2f} | {mb_cells} |")
     if dep_rows:
         print()
         print("| deployment case (PostgreSQL) | wall time until every run ended | accounts/s |")

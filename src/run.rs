@@ -198,6 +198,7 @@ pub fn run(
     };
     let done = cycle.sync_and_send();
     let locked_out = writer.locked_out();
+    let pooled = writer.pooled() || leases.pooled();
     drop(writer);
     let _ = writer_thread.join();
     if let Some(why) = locked_out.or_else(|| leases.lost()) {
@@ -207,6 +208,10 @@ pub fn run(
         log::error!(target: THREADING, "the run stopped: {why}");
         let why = format!("the run stopped: {why}");
         return Err(Error::Store(match at {
+            Location::Postgres(_) if pooled => store::Error::Pooled {
+                what: why,
+                source: None,
+            },
             Location::Postgres(_) => store::Error::Lost(why),
             Location::Sqlite(_) => store::Error::LockedOut(why),
         }));

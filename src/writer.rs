@@ -21,7 +21,9 @@ pub struct Writer {
     tx: SyncSender<Job>,
     /// Set once the database stayed locked by another program past the
     /// busy timeout (`Store::locked_out`): the run stops.
-    locked_out: Arc<OnceLock<String>>,
+    /// With whether a pooler moved the connection to another session
+    /// (`Store::pooled`).
+    locked_out: Arc<OnceLock<(String, bool)>>,
 }
 
 /// A job being prepared on a thread of its own ([`Writer::prepare`]);
@@ -74,7 +76,7 @@ impl Writer {
                 for job in rx {
                     let _ = catch_unwind(AssertUnwindSafe(|| job(&mut store)));
                     if let Some(why) = store.locked_out() {
-                        flag.get_or_init(|| why.to_string());
+                        flag.get_or_init(|| (why.to_string(), store.pooled()));
                     }
                 }
                 if let Ok(bulk) = bulk {
@@ -135,7 +137,13 @@ impl Writer {
     /// Why the database cannot be written this run (locked by another
     /// program past the busy timeout), once a write found out.
     pub fn locked_out(&self) -> Option<String> {
-        self.locked_out.get().cloned()
+        self.locked_out.get().map(|(why, _)| why.clone())
+    }
+
+    /// Whether it cannot because a pooler moved the writer's connection to
+    /// another PostgreSQL session (`store::Error::Pooled`, exit 78).
+    pub fn pooled(&self) -> bool {
+        self.locked_out.get().is_some_and(|(_, pooled)| *pooled)
     }
 
     /// Runs `f` on the writer and waits for it.

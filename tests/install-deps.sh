@@ -12,7 +12,7 @@
 set -eu
 
 PACKAGES="dovecot-imapd dovecot-lmtpd postfix python3-aiosmtpd isync swaks openssl time
-    systemd logrotate prometheus prometheus-node-exporter man-db postgresql"
+    systemd logrotate prometheus prometheus-node-exporter man-db postgresql pgbouncer"
 
 missing=""
 for p in $PACKAGES; do

@@ -2,8 +2,11 @@
 //! (SPEC §13), against a real PostgreSQL 15 cluster, a real Dovecot and a
 //! real Postfix: hosts sharing the accounts round after round, a host
 //! killed mid-run, two hosts draining one outbox, the server restarted
-//! mid-run, and the errors an administrator sees. (The sync, outbox, crash
-//! and fault suites run on PostgreSQL too: their `on_postgres::` tests.)
+//! mid-run, the errors an administrator sees, and hosts through a
+//! connection pooler (PgBouncer): in session mode as through a direct
+//! connection, one that shares sessions refused with exit 78. (The sync,
+//! outbox, crash and fault suites run on PostgreSQL too: their
+//! `on_postgres::` tests.)
 
 mod support;
 
@@ -915,4 +918,229 @@ fn mail_outbox_add_reported_queued_survives_a_crash_of_the_server() {
             .expect("count");
         assert_eq!(n, 1, "message {emoid} was reported queued, then lost");
     }
+}
+
+/// Advisory locks of the engine's class held in the database of `url`.
+fn engine_locks(url: &str) -> i64 {
+    let db = url
+        .rsplit('/')
+        .next()
+        .and_then(|tail| tail.split('?').next())
+        .expect("database name");
+    postgres::shared()
+        .admin()
+        .query_one(
+            "SELECT COUNT(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'advisory' AND l.classid::int8 = $1 AND d.datname = $2",
+            &[&i64::from(LOCK_CLASS), &db],
+        )
+        .and_then(|r| r.try_get(0))
+        .expect("count the engine's locks")
+}
+
+#[test]
+fn through_a_pooler_in_session_mode_hosts_share_the_work_and_a_dead_hosts_accounts_come_back() {
+    // PgBouncer in session mode: each client connection keeps one server
+    // session while it lasts, and the session is reset (DISCARD ALL: its
+    // locks and settings) before the next client gets it.
+    const POOL: usize = 12;
+    let users = users(6);
+    let dovecot = Dovecot::start_with(DovecotOptions {
+        users: users.clone(),
+        ..DovecotOptions::default()
+    });
+    let pooler = support::Pooler::start(
+        postgres::shared(),
+        &format!("pool_mode = session\ndefault_pool_size = {POOL}"),
+    );
+    let direct = postgres::shared().new_database();
+    let url = pooler.url(&direct);
+    let (a, b) = two_hosts(&dovecot, &url, "define('BG_MAX_THREADS', 2);");
+    let mut ids = Vec::new();
+    for (i, (user, _)) in users.iter().enumerate() {
+        ids.push((
+            user.clone(),
+            add_account(if i % 2 == 0 { &a } else { &b }, &dovecot, user),
+        ));
+        let msgs: Vec<Vec<u8>> = (0..400).map(|k| message(i * 1000 + k, 3_000)).collect();
+        dovecot.imap(user).append_many("INBOX", &msgs);
+    }
+    let db = TempHome::with_database_url(Some(direct.clone())).db();
+
+    // Host A dies after its first batch, holding accounts.
+    let out_a = finish(
+        spawn_run(&a, &[], &[("BACKPROC_FAILPOINTS", "committed=1")]),
+        &a,
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out_a.status.signal(), Some(9), "{}", text(&out_a.stderr));
+    // The pooler sees its client gone and resets the session: the locks go.
+    assert!(
+        wait_until(Duration::from_secs(10), || engine_locks(&direct) == 0),
+        "the dead host's locks stayed behind the pooler\n{}",
+        pooler.log()
+    );
+
+    // Both hosts at once, then again with new mail: each Inbox synced by
+    // exactly one of them each time, and together they finish everything.
+    for round in 0..2 {
+        if round > 0 {
+            for (i, (user, _)) in ids.iter().enumerate() {
+                dovecot
+                    .imap(user)
+                    .append_many("INBOX", &[message(50_000 + i, 1_000)]);
+            }
+            age_folders(&db);
+        }
+        let (log_a, log_b) = (a.log("l-info.log").len(), b.log("l-info.log").len());
+        let (ra, rb) = (spawn_run(&a, &[], &[]), spawn_run(&b, &[], &[]));
+        let (oa, ob) = (finish(ra, &a), finish(rb, &b));
+        for (o, h) in [(&oa, &a), (&ob, &b)] {
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "round {round}: {}\n{}",
+                text(&o.stderr),
+                h.log("l-debug.log")
+            );
+        }
+        let received: Vec<String> = received_lines(&a.log("l-info.log")[log_a..])
+            .into_iter()
+            .chain(received_lines(&b.log("l-info.log")[log_b..]))
+            .collect();
+        // Every Inbox was due (unfinished, or aged): one host each.
+        for (_, acntid) in &ids {
+            let emfdid: i64 = db
+                .query_row(
+                    "SELECT emfdid FROM email_folders WHERE acntid = ? AND imap_name = 'INBOX'",
+                    [*acntid],
+                    |r| r.get(0),
+                )
+                .expect("inbox");
+            let tag = format!("[{acntid},{emfdid}]");
+            let n = received.iter().filter(|t| **t == tag).count();
+            assert_eq!(n, 1, "round {round}: {tag} synced {n} times: {received:?}");
+        }
+        for (user, acntid) in &ids {
+            assert_mirror(&a, &dovecot, user, *acntid, "INBOX");
+        }
+        assert_eq!(engine_locks(&direct), 0, "round {round}: locks left");
+    }
+
+    // Every server session of the pool, taken at once by clients of the
+    // pooler: none kept a run's relaxed commits or a lock. (`outbox add`
+    // through the pooler must commit durably.)
+    let clients: Vec<::postgres::Client> = (0..POOL)
+        .map(|_| {
+            ::postgres::Client::connect(&url, ::postgres::NoTls)
+                .unwrap_or_else(|e| panic!("connect through the pooler: {e}"))
+        })
+        .collect();
+    for mut c in clients {
+        let row = c
+            .query_one(
+                "SELECT current_setting('synchronous_commit'), \
+                 (SELECT COUNT(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory')",
+                &[],
+            )
+            .expect("read a pooled session");
+        let (commit, locks): (String, i64) = (row.get(0), row.get(1));
+        assert_eq!(
+            (commit.as_str(), locks),
+            ("on", 0),
+            "a pooled session kept a run's state"
+        );
+    }
+}
+
+#[test]
+fn through_a_pooler_that_shares_sessions_a_command_stops_with_exit_78_and_says_why() {
+    // A pooler in transaction mode hands each transaction to whichever
+    // server session is free: session locks and prepared statements do
+    // not stay with the client. The engine notices either and refuses.
+    let dovecot = Dovecot::start();
+    let run_through = |settings: &str| -> (Output, TempHome, String) {
+        let pooler = support::Pooler::start(postgres::shared(), settings);
+        let direct = postgres::shared().new_database();
+        let setup = TempHome::with_database_url(Some(direct.clone()));
+        config(&setup, &dovecot, "");
+        add_account(&setup, &dovecot, "alice");
+        let home = TempHome::with_database_url(Some(pooler.url(&direct)));
+        config(&home, &dovecot, "");
+        let out = finish(spawn_run(&home, &["--force"], &[]), &home);
+        (out, setup, pooler.log())
+    };
+    // One server session, its settings reset after every transaction and
+    // its prepared statements kept: the statements work, but the lock
+    // connection's mark of its session is gone by the time it takes an
+    // account.
+    let (out, setup, log) = run_through(
+        "pool_mode = transaction\ndefault_pool_size = 1\n\
+         server_reset_query = RESET ALL\nserver_reset_query_always = 1",
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}\n{log}");
+    assert!(
+        stderr.contains("take account") && stderr.contains("pool in session mode"),
+        "{stderr}"
+    );
+    let stored: i64 = setup
+        .db()
+        .query_row("SELECT COUNT(*) FROM email_messages", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(stored, 0, "the run went on after it knew");
+    // PgBouncer's defaults for transaction mode: a run finds statements
+    // an earlier one prepared in the session it is handed (and, in its
+    // first run, its connections find each other's).
+    let pooler = support::Pooler::start(
+        postgres::shared(),
+        "pool_mode = transaction\ndefault_pool_size = 1",
+    );
+    let direct = postgres::shared().new_database();
+    let setup = TempHome::with_database_url(Some(direct.clone()));
+    config(&setup, &dovecot, "");
+    add_account(&setup, &dovecot, "alice");
+    let home = TempHome::with_database_url(Some(pooler.url(&direct)));
+    config(&home, &dovecot, "");
+    for round in 0..3 {
+        let out = finish(spawn_run(&home, &["--force"], &[]), &home);
+        let stderr = text(&out.stderr);
+        if round == 0 && out.status.code() == Some(0) {
+            // The first alone in a new session may get through.
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(78), "round {round}: {stderr}");
+        assert!(
+            stderr.contains("BG_DATABASE_URL leads through a pooler that shares sessions")
+                && stderr.contains("prepared statement"),
+            "round {round}: {stderr}"
+        );
+        assert!(!stderr.contains(ENGINE_PASSWORD), "{stderr}");
+    }
+    // Session mode, but sessions handed on as the last client left them:
+    // the next command finds the statements prepared before it.
+    let pooler = support::Pooler::start(
+        postgres::shared(),
+        "pool_mode = session\ndefault_pool_size = 1\nserver_reset_query =",
+    );
+    let home = TempHome::with_database_url(Some(pooler.url(&postgres::shared().new_database())));
+    config(&home, &dovecot, "");
+    // (The first creates the tables, the second prepares its statements
+    // in the session the first left.)
+    let codes: Vec<(Option<i32>, String)> = (0..4)
+        .map(|_| {
+            let out = home.engine().arg("status").output().expect("status");
+            (out.status.code(), text(&out.stderr))
+        })
+        .collect();
+    assert!(
+        codes.iter().all(|(c, _)| *c == Some(0) || *c == Some(78)),
+        "{codes:?}"
+    );
+    let (last, stderr) = &codes[3];
+    assert_eq!(*last, Some(78), "{codes:?}");
+    assert!(
+        stderr.contains("server_reset_query = DISCARD ALL"),
+        "{stderr}"
+    );
 }

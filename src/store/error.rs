@@ -55,7 +55,27 @@ pub enum Error {
         #[source]
         source: postgres::Error,
     },
+    /// A connection found itself in another PostgreSQL session than the
+    /// one it started (exit 78): `BG_DATABASE_URL` leads through a pooler
+    /// in transaction or statement mode, which hands each transaction to
+    /// whichever session is free. `source` is what PostgreSQL said, when
+    /// it said something (a statement prepared in the session before).
+    /// `what` says what was being done, and [`SHARED_SESSIONS`].
+    #[error("{what}")]
+    Pooled {
+        what: String,
+        #[source]
+        source: Option<postgres::Error>,
+    },
 }
+
+/// What [`Error::Pooled`] tells the administrator.
+pub const SHARED_SESSIONS: &str = "PostgreSQL moved this connection to another session \
+    between statements, or handed it one another client had left as it was: BG_DATABASE_URL \
+    leads through a pooler that shares sessions (transaction or statement mode, or session mode \
+    without server_reset_query = DISCARD ALL); the engine needs a session of its own per \
+    connection (its account locks belong to one): connect directly, or through a pool in \
+    session mode";
 
 impl Error {
     /// The file cannot be opened because of its directory or permissions:
@@ -83,9 +103,31 @@ impl Error {
         matches!(self, Error::Lost(_))
     }
 
-    /// A bad `BG_DATABASE_URL` (exit 78).
+    /// A bad `BG_DATABASE_URL` (exit 78): malformed, or leading through a
+    /// pooler that shares sessions.
     pub fn is_config(&self) -> bool {
-        matches!(self, Error::BadUrl(_))
+        matches!(self, Error::BadUrl(_) | Error::Pooled { .. })
+    }
+
+    /// A failed PostgreSQL statement. A statement the session no longer
+    /// knows, or one it already has under that name, means the connection
+    /// changed sessions: the engine never prepares or names statements by
+    /// SQL, only the driver does, once per connection.
+    pub(super) fn pg(what: impl Into<String>, source: postgres::Error) -> Error {
+        use postgres::error::SqlState;
+        let what = what.into();
+        match source.code() {
+            Some(c)
+                if *c == SqlState::INVALID_SQL_STATEMENT_NAME
+                    || *c == SqlState::DUPLICATE_PSTATEMENT =>
+            {
+                Error::Pooled {
+                    what: format!("{what}: {SHARED_SESSIONS}"),
+                    source: Some(source),
+                }
+            }
+            _ => Error::Pg { what, source },
+        }
     }
 }
 
@@ -100,10 +142,7 @@ pub(super) trait Context<T> {
 
 impl<T> Context<T> for std::result::Result<T, postgres::Error> {
     fn context(self, what: impl Into<String>) -> Result<T> {
-        self.map_err(|source| Error::Pg {
-            what: what.into(),
-            source,
-        })
+        self.map_err(|source| Error::pg(what, source))
     }
 }
 

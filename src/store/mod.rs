@@ -147,6 +147,16 @@ impl Store {
         }
     }
 
+    /// Whether writes are refused because `BG_DATABASE_URL` leads through
+    /// a pooler that moved this connection to another session
+    /// ([`Error::Pooled`]).
+    pub fn pooled(&self) -> bool {
+        match &self.0 {
+            Db::Sqlite(_) => false,
+            Db::Postgres(p) => p.pooled(),
+        }
+    }
+
     /// Makes this connection the run's only bulk writer until
     /// [`Store::finish_bulk`].
     pub fn start_bulk(&mut self) -> std::io::Result<Bulk> {

@@ -76,7 +76,7 @@ pub use oauth::{
     OAuthRequest, OAuthServer, OAuthServerOptions, Tokens, DEFAULT_CLIENT_ID, DEVICE_GRANT,
 };
 pub use postfix::{Postfix, PostfixOptions};
-pub use postgres::PgCluster;
+pub use postgres::{PgCluster, Pooler};
 // The rest of the proxy's names (Rule, When, Fault, ...) are used as
 // `support::proxy::X`: `Fault` is also fake_imap's.
 pub use proxy::FaultProxy;

@@ -305,3 +305,99 @@ impl Drop for PgCluster {
         }
     }
 }
+
+/// A PgBouncer (Debian's `pgbouncer`) on loopback in front of a cluster:
+/// what an installation puts between its engine hosts and PostgreSQL to
+/// keep server sessions warm. The engine's role logs in with its password
+/// (SCRAM, from the pooler's user list); the pooler logs in to the cluster
+/// with it. It runs as the `postgres` user (PgBouncer refuses root) and is
+/// stopped when dropped, or by a watcher once the test process is gone.
+pub struct Pooler {
+    child: std::process::Child,
+    port: u16,
+    cluster_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Pooler {
+    /// Starts one with `settings` (lines of its `[pgbouncer]` section, such
+    /// as `pool_mode = session`) added to the defaults.
+    pub fn start(cluster: &PgCluster, settings: &str) -> Pooler {
+        let dir = super::server_temp_dir("bp-pgbouncer-");
+        let root = dir.path();
+        let owner = process::user_id("postgres");
+        let group = process::group_id("postgres");
+        std::os::unix::fs::chown(root, Some(owner), Some(group)).expect("chown the pooler dir");
+        std::fs::write(
+            root.join("users.txt"),
+            format!("\"{ENGINE_ROLE}\" \"{ENGINE_PASSWORD}\"\n"),
+        )
+        .expect("write the pooler's user list");
+        let port = super::free_ports(1)[0];
+        let ini = root.join("pgbouncer.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[databases]\n* = host=127.0.0.1 port={cluster_port}\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+                 unix_socket_dir =\nauth_type = scram-sha-256\nauth_file = {users}\n\
+                 logfile = {log}\nmax_client_conn = 500\n{settings}\n",
+                cluster_port = cluster.port(),
+                users = root.join("users.txt").display(),
+                log = root.join("pgbouncer.log").display(),
+            ),
+        )
+        .expect("write pgbouncer.ini");
+        let child = Command::new("pgbouncer")
+            .args(["-u", "postgres"])
+            .arg(&ini)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start pgbouncer (run tests/install-deps.sh)");
+        let script = format!(
+            "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill {pooler} 2>/dev/null",
+            me = std::process::id(),
+            pooler = child.id()
+        );
+        Command::new("setsid")
+            .args(["-f", "sh", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("start the pooler's watcher");
+        let pooler = Pooler {
+            child,
+            port,
+            cluster_port: cluster.port(),
+            dir,
+        };
+        assert!(
+            super::wait_port(port, Duration::from_secs(10)),
+            "pgbouncer did not listen on {port}: {}",
+            pooler.log()
+        );
+        pooler
+    }
+
+    /// `url` (a database of the cluster) through this pooler.
+    pub fn url(&self, url: &str) -> String {
+        let direct = format!("@127.0.0.1:{}/", self.cluster_port);
+        assert!(url.contains(&direct), "not a URL of this cluster: {url}");
+        url.replace(&direct, &format!("@127.0.0.1:{}/", self.port))
+    }
+
+    /// The pooler's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pgbouncer.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Pooler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

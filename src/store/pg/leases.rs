@@ -35,6 +35,14 @@ pub fn owner() -> String {
     format!("{host}:{}", std::process::id())
 }
 
+/// The nanoseconds of the clock now: with `HOSTNAME:PID`, a value no
+/// session of an earlier run carries.
+fn started_nanos() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+}
+
 /// The second key of an account's lock (the function takes int4 values).
 fn key(acntid: i64) -> i32 {
     acntid as i32
@@ -57,6 +65,11 @@ struct Held {
     until: i64,
     /// Set once the lock connection failed: the run holds nothing any more.
     lost: Option<String>,
+    /// It failed because it was moved to another session (a pooler in
+    /// transaction mode): `BG_DATABASE_URL` is at fault (exit 78).
+    pooled: bool,
+    /// The value of `backproc.session` in the connection's own session.
+    marker: String,
     target: String,
 }
 
@@ -73,14 +86,23 @@ impl Leases {
         let Db::Postgres(pg) = &store.0 else {
             return Ok((Leases { held: None, owner }, Some(store)));
         };
+        // The lock connection idles between accounts: never time it out.
+        // And it marks its session, to see at each take that it is still
+        // in it (a pooler in transaction mode would hand the statements to
+        // any session, and the locks with them).
+        let marker = format!("{owner} {}", started_nanos());
+        let mark = format!("SET backproc.session = '{}'", marker.replace('\'', "''"));
         {
-            // The lock connection idles between accounts: never time it out.
             let mut client = pg.client.borrow_mut();
-            if let Err(e) = client.batch_execute("SET idle_session_timeout = 0") {
-                // Before PostgreSQL 14 there is no such timeout to turn off.
+            if let Err(e) = client.batch_execute(&format!("{mark}; SET idle_session_timeout = 0")) {
+                // Before PostgreSQL 14 there is no such timeout to turn off
+                // (and the batch was rolled back as a whole).
                 if e.code() != Some(&postgres::error::SqlState::UNDEFINED_OBJECT) {
                     return Err(e).context("configure the lock connection");
                 }
+                client
+                    .batch_execute(&mark)
+                    .context("configure the lock connection")?;
             }
         }
         let target = pg.describe();
@@ -89,6 +111,8 @@ impl Leases {
             counts: HashMap::new(),
             until,
             lost: None,
+            pooled: false,
+            marker,
             target,
         };
         Ok((
@@ -162,20 +186,29 @@ impl Leases {
             *n += 1;
             return Ok(true);
         }
-        let got: Result<bool> = h
+        let what = format!("take account {acntid}");
+        let got: Result<(bool, Option<String>)> = h
             .query(
-                "SELECT pg_try_advisory_lock($1::int4, $2::int4)",
+                "SELECT pg_try_advisory_lock($1::int4, $2::int4), \
+                 current_setting('backproc.session', true)",
                 &[&LOCK_CLASS, &key(acntid)],
-                format!("take account {acntid}"),
+                what.clone(),
             )
             .and_then(|rows| match rows.first() {
-                Some(r) => super::get(r, 0),
+                Some(r) => Ok((super::get(r, 0)?, super::get(r, 1)?)),
                 None => Err(Error::Unusable(
                     "pg_try_advisory_lock returned no row".into(),
                 )),
             });
         let got = match got {
-            Ok(got) => got,
+            Ok((got, session)) if session.as_deref() == Some(h.marker.as_str()) => got,
+            // Whatever was taken, it was in another client's session.
+            Ok(_) => {
+                return Err(h.failed(Error::Pooled {
+                    what: format!("{what}: {}", super::super::error::SHARED_SESSIONS),
+                    source: None,
+                }))
+            }
             Err(e) => return Err(h.failed(e)),
         };
         if !got {
@@ -236,6 +269,12 @@ impl Leases {
     pub fn lost(&self) -> Option<String> {
         self.lock().and_then(|h| h.lost.clone())
     }
+
+    /// Whether it failed because a pooler moved it to another session
+    /// ([`Error::Pooled`]: `BG_DATABASE_URL` is at fault, exit 78).
+    pub fn pooled(&self) -> bool {
+        self.lock().is_some_and(|h| h.pooled)
+    }
 }
 
 impl Held {
@@ -287,6 +326,13 @@ impl Held {
     /// A failed statement on the lock connection: if the connection is
     /// gone, so are the locks.
     fn failed(&mut self, e: Error) -> Error {
+        if let Error::Pooled { .. } = e {
+            // Its locks are in whichever sessions the statements went to.
+            self.lost = Some(crate::logging::chain(&e));
+            self.pooled = true;
+            self.counts.clear();
+            return e;
+        }
         if self.client().map_or(true, |c| c.is_closed()) {
             let why = format!(
                 "lost the connection to PostgreSQL ({}) that holds this run's accounts",

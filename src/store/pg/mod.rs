@@ -205,9 +205,11 @@ pub struct Postgres {
     client: RefCell<postgres::Client>,
     cache: Cache,
     target: PgTarget,
-    /// Set once the server closed the connection: later writes fail at
-    /// once, and the run stops.
+    /// Set once the server closed the connection (or the connection
+    /// changed sessions): later writes fail at once, and the run stops.
     lost: Option<String>,
+    /// The connection changed sessions: a pooler shares them (exit 78).
+    pooled: bool,
 }
 
 /// Prepares `sql` once per connection.
@@ -247,6 +249,7 @@ impl Postgres {
             cache: RefCell::new(HashMap::new()),
             target: target.clone(),
             lost: None,
+            pooled: false,
         })
     }
 
@@ -255,9 +258,16 @@ impl Postgres {
         self.target.describe()
     }
 
-    /// Why writes are refused: the server closed the connection.
+    /// Why writes are refused: the server closed the connection, or it
+    /// changed sessions ([`Postgres::pooled`]).
     pub fn locked_out(&self) -> Option<&str> {
         self.lost.as_deref()
+    }
+
+    /// Whether writes are refused because the connection changed sessions
+    /// (`BG_DATABASE_URL` leads through a pooler that shares them).
+    pub fn pooled(&self) -> bool {
+        self.pooled
     }
 
     /// Applies pending migrations under an advisory lock (hosts starting
@@ -267,6 +277,10 @@ impl Postgres {
         // the schema says so here, naming the database.
         schema::migrate(&mut self.client.borrow_mut()).map_err(|e| match e {
             Error::Pg { what, source } => Error::Pg {
+                what: format!("PostgreSQL ({}): {what}", self.target.describe()),
+                source,
+            },
+            Error::Pooled { what, source } => Error::Pooled {
                 what: format!("PostgreSQL ({}): {what}", self.target.describe()),
                 source,
             },
@@ -310,6 +324,10 @@ impl Postgres {
             self.lost = Some(why.clone());
             return Err(Error::Lost(why));
         }
+        if let Err(e @ Error::Pooled { .. }) = &result {
+            self.lost = Some(crate::logging::chain(e));
+            self.pooled = true;
+        }
         result
     }
 
@@ -337,10 +355,7 @@ impl Postgres {
                 self.target.describe()
             ))
         } else {
-            Error::Pg {
-                what: what.into(),
-                source: e,
-            }
+            Error::pg(what, e)
         }
     }
 }
