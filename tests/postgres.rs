@@ -1027,6 +1027,23 @@ fn through_a_pooler_in_session_mode_hosts_share_the_work_and_a_dead_hosts_accoun
         assert_eq!(engine_locks(&direct), 0, "round {round}: locks left");
     }
 
+    // A holder's name passes through the pooler: `plan` and `status` name
+    // it (the folders due, for `plan` to list them); and once it is gone
+    // its lock is gone too.
+    age_folders(&db);
+    let other = hold_as_otherhost(&url, ids[0].1);
+    for (args, stdout) in holder_views(&a) {
+        assert!(
+            stdout.contains("otherhost:4242"),
+            "engine {args:?} names no holder through the pooler:\n{stdout}"
+        );
+    }
+    drop(other);
+    assert!(
+        wait_until(Duration::from_secs(10), || engine_locks(&direct) == 0),
+        "a lock stayed behind the pooler"
+    );
+
     // Every server session of the pool, taken at once by clients of the
     // pooler: none kept a run's relaxed commits or a lock. (`outbox add`
     // through the pooler must commit durably.)
