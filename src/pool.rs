@@ -29,6 +29,11 @@ pub struct AccountWork {
     pub account: Account,
     /// Due folders in run order.
     pub folders: Vec<(i64, Kind)>,
+    /// Every folder of the account (removed ones too) as read for this
+    /// plan, when it was made for this account alone (planned again once
+    /// taken): its discovery compares LIST with them instead of reading
+    /// them again.
+    pub known: Option<Vec<store::Folder>>,
 }
 
 /// How the pool runs.
@@ -116,6 +121,8 @@ struct Acct {
     cleared: bool,
     /// This run holds the account (SPEC §13).
     leased: bool,
+    /// Its folders as the new plan read them ([`AccountWork::known`]).
+    known: Option<Vec<store::Folder>>,
 }
 
 struct State {
@@ -169,6 +176,7 @@ pub fn run(
             dead: false,
             cleared: false,
             leased: false,
+            known: w.known,
         })
         .collect();
     let pool = Pool {
@@ -580,6 +588,7 @@ impl Pool<'_> {
         match work {
             Some(w) => {
                 a.account = w.account;
+                a.known = w.known;
                 a.jobs = w
                     .folders
                     .into_iter()
@@ -754,7 +763,8 @@ impl Pool<'_> {
                 .or_else(|| self.settings.leases.with_store(read))
                 .and_then(|r| r.ok())
         };
-        let known = read(true);
+        let planned = self.lock().accts[idx].known.take();
+        let known = planned.or_else(|| read(true));
         let before: HashSet<i64> = known.iter().flatten().map(|f| f.emfdid).collect();
         let live = match known {
             // The common run: the folders are what they were, nothing to write.

@@ -15,11 +15,12 @@ use crate::logging::{chain, THREADING};
 use crate::outbox::Drained;
 use crate::pool::{self, AccountWork, Outcome, Progress};
 use crate::schedule::{self, FolderInput, Settings, Task};
-use crate::store::{self, Account, Leases, Location, Store};
+use crate::store::{self, Account, Folder, Leases, Location, Session, Store};
 use crate::sync::plan::Limits;
 use crate::writer::Writer;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The options of `engine run`.
@@ -76,16 +77,83 @@ pub fn plan_tasks(
     force: bool,
     only: &[i64],
 ) -> store::Result<(Vec<Task>, Vec<Account>)> {
-    // One account (planned again once taken): only its own rows are read.
+    plan_reading(store, config, now, force, only, &OnceLock::new())
+}
+
+/// [`plan_tasks`], with the users' sessions read once into `sessions` and
+/// taken from there after (a run plans each account again once taken).
+fn plan_reading(
+    store: &Store,
+    config: &Config,
+    now: i64,
+    force: bool,
+    only: &[i64],
+    sessions: &OnceLock<Vec<Session>>,
+) -> store::Result<(Vec<Task>, Vec<Account>)> {
+    // One account (`--account ID`): only its own rows are read.
     let (all, of_one) = match only {
         [one] => (store.account(*one)?.into_iter().collect(), Some(*one)),
         _ => (store.accounts()?, None),
     };
+    let folders = store.folders(of_one, false)?;
+    let sessions = read_once(sessions, || store.sessions())?;
+    Ok(plan_of(all, &folders, sessions, config, now, force, only))
+}
+
+/// One account planned again once this run holds it (SPEC §13): another
+/// host may have synced it since the plan was made. Its account and
+/// folder rows are read again, the sessions are the run's; its folders
+/// (removed ones too) go with its work, for its discovery.
+fn replan_one(
+    store: &Store,
+    config: &Config,
+    now: i64,
+    force: bool,
+    acntid: i64,
+    sessions: &OnceLock<Vec<Session>>,
+) -> store::Result<Option<AccountWork>> {
+    let account: Vec<Account> = store.account(acntid)?.into_iter().collect();
+    let known = store.folders(Some(acntid), true)?;
+    let live: Vec<Folder> = known
+        .iter()
+        .filter(|f| f.removed_at.is_none())
+        .cloned()
+        .collect();
+    let sessions = read_once(sessions, || store.sessions())?;
+    let (tasks, accounts) = plan_of(account, &live, sessions, config, now, force, &[acntid]);
+    Ok(account_work(&tasks, &accounts)
+        .into_iter()
+        .next()
+        .map(|work| AccountWork {
+            known: Some(known),
+            ..work
+        }))
+}
+
+/// The value in `cell`, read by `read` the first time.
+fn read_once<T>(cell: &OnceLock<T>, read: impl FnOnce() -> store::Result<T>) -> store::Result<&T> {
+    if let Some(v) = cell.get() {
+        return Ok(v);
+    }
+    let v = read()?;
+    Ok(cell.get_or_init(|| v))
+}
+
+/// The plan from the rows read: `all` accounts (those of `only`, when
+/// given), their live `folders`, the users' `sessions`.
+fn plan_of(
+    all: Vec<Account>,
+    folders: &[Folder],
+    sessions: &[Session],
+    config: &Config,
+    now: i64,
+    force: bool,
+    only: &[i64],
+) -> (Vec<Task>, Vec<Account>) {
     let accounts: Vec<Account> = all
         .into_iter()
         .filter(|a| a.active && (only.is_empty() || only.contains(&a.acntid)))
         .collect();
-    let folders = store.folders(of_one, false)?;
     let (mut ready, mut held) = (Vec::new(), Vec::new());
     let mut holds: HashMap<i64, String> = HashMap::new();
     for a in &accounts {
@@ -107,9 +175,9 @@ pub fn plan_tasks(
             inputs.push(FolderInput::undiscovered(a.acntid, a.usrid));
         }
     }
-    let (sessions, settings) = (store.sessions()?, Settings::from(config));
+    let settings = Settings::from(config);
     let plan = |inputs: &[FolderInput]| {
-        schedule::plan(inputs, &sessions, &settings, now, &chrono::Local, force)
+        schedule::plan(inputs, sessions, &settings, now, &chrono::Local, force)
     };
     let mut tasks = plan(&ready);
     for mut t in plan(&held) {
@@ -117,7 +185,7 @@ pub fn plan_tasks(
         t.reason = holds.get(&t.acntid).cloned().unwrap_or_default();
         tasks.push(t);
     }
-    Ok((tasks, accounts))
+    (tasks, accounts)
 }
 
 /// Refuses `--account ID` of an account that does not exist (exit 65): a
@@ -395,8 +463,11 @@ impl Cycle<'_> {
     /// The sync part of a run: the plan, then the workers.
     fn sync(&self) -> Result<Synced> {
         let (config, opts, now) = (self.config, self.opts, self.now);
+        // The users' sessions: read with the plan, and used again for each
+        // account's new plan once taken.
+        let sessions = OnceLock::new();
         let (tasks, accounts) =
-            self.on_own(|s| plan_tasks(s, config, now, opts.force, &opts.accounts))?;
+            self.on_own(|s| plan_reading(s, config, now, opts.force, &opts.accounts, &sessions))?;
         let held: Vec<i64> = accounts
             .iter()
             .filter(|a| crate::auth::hold(a, self.now).is_some())
@@ -430,8 +501,7 @@ impl Cycle<'_> {
             store: self.at.clone(),
             leases: self.leases,
             replan: &|store: &Store, acntid: i64| {
-                let (tasks, accounts) = plan_tasks(store, config, now, opts.force, &[acntid])?;
-                Ok(account_work(&tasks, &accounts).into_iter().next())
+                replan_one(store, config, now, opts.force, acntid, &sessions)
             },
         };
         let work = account_work(&tasks, &accounts);
@@ -519,6 +589,7 @@ fn account_work(tasks: &[Task], accounts: &[Account]) -> Vec<AccountWork> {
             Some(AccountWork {
                 account,
                 folders: by_account.remove(&id).unwrap_or_default(),
+                known: None,
             })
         })
         .collect()

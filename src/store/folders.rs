@@ -275,12 +275,17 @@ impl Sqlite {
     /// Folders of active accounts (all of them, or of `acntid`), removed ones
     /// included when `with_removed`.
     pub fn folders(&self, acntid: Option<i64>, with_removed: bool) -> Result<Vec<Folder>> {
+        // One account's by its index: `?1 IS NULL OR f.acntid = ?1` would
+        // read every folder of the installation for each account.
+        let which = match acntid {
+            Some(_) => "f.acntid = ?1",
+            None => "?1 IS NULL",
+        };
         let sql = format!(
             "SELECT {COLUMNS} FROM email_folders f JOIN email_accounts a ON a.acntid = f.acntid \
-             WHERE (?1 IS NULL OR f.acntid = ?1) AND (?2 OR f.removed_at IS NULL) \
-             ORDER BY f.acntid, f.emfdid"
+             WHERE {which} AND (?2 OR f.removed_at IS NULL) ORDER BY f.acntid, f.emfdid"
         );
-        let mut stmt = self.conn().prepare(&sql).context("list folders")?;
+        let mut stmt = self.conn().prepare_cached(&sql).context("list folders")?;
         let rows = stmt
             .query_map(params![acntid, with_removed], from_row)
             .context("list folders")?

@@ -178,10 +178,16 @@ impl Postgres {
     /// Folders of active accounts (all, or of `acntid`), removed ones too
     /// when `with_removed`.
     pub fn folders(&self, acntid: Option<i64>, with_removed: bool) -> Result<Vec<Folder>> {
+        // One account's by its index: a prepared statement's generic plan
+        // for `$1 IS NULL OR f.acntid = $1` reads every folder of the
+        // installation for each account (0.23 ms each at 3,000 folders).
+        let which = match acntid {
+            Some(_) => "f.acntid = $1",
+            None => "$1::int8 IS NULL",
+        };
         let sql = format!(
             "SELECT {COLUMNS} FROM email_folders f JOIN email_accounts a ON a.acntid = f.acntid \
-             WHERE ($1::int8 IS NULL OR f.acntid = $1) AND ($2 OR f.removed_at IS NULL) \
-             ORDER BY f.acntid, f.emfdid"
+             WHERE {which} AND ($2 OR f.removed_at IS NULL) ORDER BY f.acntid, f.emfdid"
         );
         self.rows(&sql, &[&acntid, &with_removed], "list folders")?
             .iter()
@@ -295,24 +301,26 @@ impl Postgres {
             .iter()
             .enumerate()
             .all(|(i, (id, _))| patches[..i].iter().all(|(other, _)| other != id));
-        self.write(|tx| {
-            if !distinct {
+        if !distinct {
+            return self.write(|tx| {
                 for (emfdid, p) in patches {
                     apply_patch(tx, *emfdid, p, now)?;
                 }
-                return Ok(());
+                Ok(())
+            });
+        }
+        let mut shapes: Vec<(Vec<&'static str>, Vec<(i64, Vec<Value>)>)> = Vec::new();
+        for (emfdid, p) in patches {
+            let (sets, values) = assignments(p, now);
+            if sets.is_empty() {
+                continue;
             }
-            let mut shapes: Vec<(Vec<&'static str>, Vec<(i64, Vec<Value>)>)> = Vec::new();
-            for (emfdid, p) in patches {
-                let (sets, values) = assignments(p, now);
-                if sets.is_empty() {
-                    continue;
-                }
-                match shapes.iter_mut().find(|(s, _)| *s == sets) {
-                    Some((_, rows)) => rows.push((*emfdid, values)),
-                    None => shapes.push((sets, vec![(*emfdid, values)])),
-                }
+            match shapes.iter_mut().find(|(s, _)| *s == sets) {
+                Some((_, rows)) => rows.push((*emfdid, values)),
+                None => shapes.push((sets, vec![(*emfdid, values)])),
             }
+        }
+        let apply = |tx: &mut Tx<'_>| {
             for (sets, rows) in &shapes {
                 match rows.as_slice() {
                     [(emfdid, values)] => apply_one(tx, *emfdid, sets, values)?,
@@ -320,7 +328,13 @@ impl Postgres {
                 }
             }
             Ok(())
-        })
+        };
+        match shapes.len() {
+            0 => Ok(()),
+            // One statement: its own transaction.
+            1 => self.write_alone(apply),
+            _ => self.write(apply),
+        }
     }
 
     /// Records a folder's error (or clears it).

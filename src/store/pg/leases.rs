@@ -187,11 +187,17 @@ impl Leases {
             return Ok(true);
         }
         let what = format!("take account {acntid}");
+        // One round trip: the lock, the holder's name with it (written only
+        // when the lock was given), and the session the statement ran in.
+        let until = h.until;
         let got: Result<(bool, Option<String>)> = h
             .query(
-                "SELECT pg_try_advisory_lock($1::int4, $2::int4), \
-                 current_setting('backproc.session', true)",
-                &[&LOCK_CLASS, &key(acntid)],
+                "WITH l AS (SELECT pg_try_advisory_lock($1::int4, $2::int4) AS got, \
+                 current_setting('backproc.session', true) AS session), \
+                 noted AS (UPDATE email_accounts SET lease_owner = $3, lease_until = $4 \
+                 WHERE acntid = $5 AND (SELECT got FROM l) RETURNING 1) \
+                 SELECT got, session FROM l",
+                &[&LOCK_CLASS, &key(acntid), &self.owner, &until, &acntid],
                 what.clone(),
             )
             .and_then(|rows| match rows.first() {
@@ -215,15 +221,6 @@ impl Leases {
             return Ok(false);
         }
         h.counts.insert(acntid, 1);
-        let until = h.until;
-        let noted = h.query(
-            "UPDATE email_accounts SET lease_owner = $1, lease_until = $2 WHERE acntid = $3",
-            &[&self.owner, &until, &acntid],
-            format!("note the holder of account {acntid}"),
-        );
-        if let Err(e) = noted {
-            return Err(h.failed(e));
-        }
         Ok(true)
     }
 
@@ -245,20 +242,15 @@ impl Leases {
         if h.lost.is_some() {
             return;
         }
-        let done = h
-            .query(
-                "UPDATE email_accounts SET lease_owner = NULL, lease_until = NULL \
-                 WHERE acntid = $1 AND lease_owner = $2",
-                &[&acntid, &self.owner],
-                format!("give back account {acntid}"),
-            )
-            .and_then(|_| {
-                h.query(
-                    "SELECT pg_advisory_unlock($1::int4, $2::int4)",
-                    &[&LOCK_CLASS, &key(acntid)],
-                    format!("give back account {acntid}"),
-                )
-            });
+        // One round trip: the holder's name cleared (unless another
+        // holder's is there), then the lock given back.
+        let done = h.query(
+            "WITH cleared AS (UPDATE email_accounts SET lease_owner = NULL, lease_until = NULL \
+             WHERE acntid = $1 AND lease_owner = $2 RETURNING 1) \
+             SELECT pg_advisory_unlock($3::int4, $4::int4) FROM (SELECT COUNT(*) FROM cleared) c",
+            &[&acntid, &self.owner, &LOCK_CLASS, &key(acntid)],
+            format!("give back account {acntid}"),
+        );
         if let Err(e) = done {
             let e = h.failed(e);
             log::warn!("{}", crate::logging::chain(&e));
