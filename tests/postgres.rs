@@ -52,6 +52,27 @@ fn finish(child: Child, home: &TempHome) -> Output {
     waiter.join().expect("join").expect("output")
 }
 
+/// Runs both hosts at the same moment; each must exit 0. What each wrote
+/// to its `l-info.log` meanwhile.
+fn both_at_once(a: &TempHome, b: &TempHome, round: usize) -> (String, String) {
+    let (log_a, log_b) = (a.log("l-info.log").len(), b.log("l-info.log").len());
+    let (ra, rb) = (spawn_run(a, &[], &[]), spawn_run(b, &[], &[]));
+    let (oa, ob) = (finish(ra, a), finish(rb, b));
+    for (o, h) in [(&oa, a), (&ob, b)] {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "round {round}: {}\n{}",
+            text(&o.stderr),
+            h.log("l-debug.log")
+        );
+    }
+    (
+        a.log("l-info.log")[log_a..].to_string(),
+        b.log("l-info.log")[log_b..].to_string(),
+    )
+}
+
 /// Users `u01`..`uNN` with their passwords.
 fn users(n: usize) -> Vec<(String, String)> {
     (1..=n)
@@ -112,22 +133,7 @@ fn two_hosts_share_forty_accounts_round_after_round() {
         if round > 0 {
             age_folders(&db);
         }
-        let (log_a, log_b) = (a.log("l-info.log").len(), b.log("l-info.log").len());
-        let (ra, rb) = (spawn_run(&a, &[], &[]), spawn_run(&b, &[], &[]));
-        let (oa, ob) = (finish(ra, &a), finish(rb, &b));
-        for (o, h) in [(&oa, &a), (&ob, &b)] {
-            assert_eq!(
-                o.status.code(),
-                Some(0),
-                "round {round}: {}\n{}",
-                text(&o.stderr),
-                h.log("l-debug.log")
-            );
-        }
-        let (new_a, new_b) = (
-            a.log("l-info.log")[log_a..].to_string(),
-            b.log("l-info.log")[log_b..].to_string(),
-        );
+        let (new_a, new_b) = both_at_once(&a, &b, round);
         let mut lines: HashMap<String, usize> = HashMap::new();
         for tag in received_lines(&new_a)
             .into_iter()
@@ -992,21 +998,10 @@ fn through_a_pooler_in_session_mode_hosts_share_the_work_and_a_dead_hosts_accoun
             }
             age_folders(&db);
         }
-        let (log_a, log_b) = (a.log("l-info.log").len(), b.log("l-info.log").len());
-        let (ra, rb) = (spawn_run(&a, &[], &[]), spawn_run(&b, &[], &[]));
-        let (oa, ob) = (finish(ra, &a), finish(rb, &b));
-        for (o, h) in [(&oa, &a), (&ob, &b)] {
-            assert_eq!(
-                o.status.code(),
-                Some(0),
-                "round {round}: {}\n{}",
-                text(&o.stderr),
-                h.log("l-debug.log")
-            );
-        }
-        let received: Vec<String> = received_lines(&a.log("l-info.log")[log_a..])
+        let (new_a, new_b) = both_at_once(&a, &b, round);
+        let received: Vec<String> = received_lines(&new_a)
             .into_iter()
-            .chain(received_lines(&b.log("l-info.log")[log_b..]))
+            .chain(received_lines(&new_b))
             .collect();
         // Every Inbox was due (unfinished, or aged): one host each.
         for (_, acntid) in &ids {

@@ -67,23 +67,29 @@ pub fn shared() -> &'static PgCluster {
 
 /// Stops the cluster in `dir` once this process is gone.
 fn watch(dir: &Path) {
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         runuser -u postgres -- {bin}/pg_ctl -D {data} stop -m immediate >/dev/null 2>&1; \
+    once_gone(&format!(
+        "runuser -u postgres -- {bin}/pg_ctl -D {data} stop -m immediate >/dev/null 2>&1; \
          rm -rf {dir}",
-        pid = std::process::id(),
         bin = bin(),
         data = dir.join("data").display(),
         dir = dir.display()
+    ));
+}
+
+/// Runs the shell command `then` once this process is gone, however it
+/// ended (a watcher forked off with `setsid -f`, which returns at once).
+fn once_gone(then: &str) {
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {then}",
+        pid = std::process::id()
     );
-    // `setsid -f` forks the watcher off and returns at once.
     Command::new("setsid")
         .args(["-f", "sh", "-c", &script])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
-        .expect("start the cluster's watcher");
+        .expect("start a watcher of the test process");
 }
 
 fn as_postgres(program: &str) -> Command {
@@ -356,18 +362,7 @@ impl Pooler {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start pgbouncer (run tests/install-deps.sh)");
-        let script = format!(
-            "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill {pooler} 2>/dev/null",
-            me = std::process::id(),
-            pooler = child.id()
-        );
-        Command::new("setsid")
-            .args(["-f", "sh", "-c", &script])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("start the pooler's watcher");
+        once_gone(&format!("kill {} 2>/dev/null", child.id()));
         let pooler = Pooler {
             child,
             port,
