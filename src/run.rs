@@ -20,7 +20,6 @@ use crate::sync::plan::Limits;
 use crate::writer::Writer;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The options of `engine run`.
@@ -77,27 +76,28 @@ pub fn plan_tasks(
     force: bool,
     only: &[i64],
 ) -> store::Result<(Vec<Task>, Vec<Account>)> {
-    plan_reading(store, config, now, force, only, &OnceLock::new())
+    let (tasks, accounts, _) = plan_reading(store, config, now, force, only)?;
+    Ok((tasks, accounts))
 }
 
-/// [`plan_tasks`], with the users' sessions read once into `sessions` and
-/// taken from there after (a run plans each account again once taken).
+/// [`plan_tasks`], and the users' sessions it read: a run plans each
+/// account again once taken, with the same sessions.
 fn plan_reading(
     store: &Store,
     config: &Config,
     now: i64,
     force: bool,
     only: &[i64],
-    sessions: &OnceLock<Vec<Session>>,
-) -> store::Result<(Vec<Task>, Vec<Account>)> {
+) -> store::Result<(Vec<Task>, Vec<Account>, Vec<Session>)> {
     // One account (`--account ID`): only its own rows are read.
     let (all, of_one) = match only {
         [one] => (store.account(*one)?.into_iter().collect(), Some(*one)),
         _ => (store.accounts()?, None),
     };
     let folders = store.folders(of_one, false)?;
-    let sessions = read_once(sessions, || store.sessions())?;
-    Ok(plan_of(all, &folders, sessions, config, now, force, only))
+    let sessions = store.sessions()?;
+    let (tasks, accounts) = plan_of(all, &folders, &sessions, config, now, force, only);
+    Ok((tasks, accounts, sessions))
 }
 
 /// One account planned again once this run holds it (SPEC §13): another
@@ -110,7 +110,7 @@ fn replan_one(
     now: i64,
     force: bool,
     acntid: i64,
-    sessions: &OnceLock<Vec<Session>>,
+    sessions: &[Session],
 ) -> store::Result<Option<AccountWork>> {
     let account: Vec<Account> = store.account(acntid)?.into_iter().collect();
     let known = store.folders(Some(acntid), true)?;
@@ -119,7 +119,6 @@ fn replan_one(
         .filter(|f| f.removed_at.is_none())
         .cloned()
         .collect();
-    let sessions = read_once(sessions, || store.sessions())?;
     let (tasks, accounts) = plan_of(account, &live, sessions, config, now, force, &[acntid]);
     Ok(account_work(&tasks, &accounts)
         .into_iter()
@@ -128,15 +127,6 @@ fn replan_one(
             known: Some(known),
             ..work
         }))
-}
-
-/// The value in `cell`, read by `read` the first time.
-fn read_once<T>(cell: &OnceLock<T>, read: impl FnOnce() -> store::Result<T>) -> store::Result<&T> {
-    if let Some(v) = cell.get() {
-        return Ok(v);
-    }
-    let v = read()?;
-    Ok(cell.get_or_init(|| v))
 }
 
 /// The plan from the rows read: `all` accounts (those of `only`, when
@@ -463,11 +453,8 @@ impl Cycle<'_> {
     /// The sync part of a run: the plan, then the workers.
     fn sync(&self) -> Result<Synced> {
         let (config, opts, now) = (self.config, self.opts, self.now);
-        // The users' sessions: read with the plan, and used again for each
-        // account's new plan once taken.
-        let sessions = OnceLock::new();
-        let (tasks, accounts) =
-            self.on_own(|s| plan_reading(s, config, now, opts.force, &opts.accounts, &sessions))?;
+        let (tasks, accounts, sessions) =
+            self.on_own(|s| plan_reading(s, config, now, opts.force, &opts.accounts))?;
         let held: Vec<i64> = accounts
             .iter()
             .filter(|a| crate::auth::hold(a, self.now).is_some())

@@ -97,6 +97,16 @@ fn each_inbox_synced_once(db: &Db, ids: &[(String, i64)], new_a: &str, new_b: &s
     }
 }
 
+/// A cluster for a test that stops or restarts the server, a Dovecot, and
+/// a home on a database of that cluster.
+fn on_a_cluster_of_its_own() -> (PgCluster, Dovecot, TempHome) {
+    let cluster = PgCluster::start();
+    let dovecot = Dovecot::start();
+    let home = TempHome::with_database_url(Some(cluster.new_database()));
+    config(&home, &dovecot, "");
+    (cluster, dovecot, home)
+}
+
 /// Users `u01`..`uNN` with their passwords.
 fn users(n: usize) -> Vec<(String, String)> {
     (1..=n)
@@ -380,10 +390,7 @@ fn two_hosts_drain_two_hundred_messages_each_delivered_and_copied_once() {
 
 #[test]
 fn postgresql_restarted_mid_run_ends_the_run_and_the_next_is_exact() {
-    let cluster = PgCluster::start();
-    let dovecot = Dovecot::start();
-    let home = TempHome::with_database_url(Some(cluster.new_database()));
-    config(&home, &dovecot, "");
+    let (cluster, dovecot, home) = on_a_cluster_of_its_own();
     let mut ids = Vec::new();
     for user in ["alice", "carol"] {
         let msgs: Vec<Vec<u8>> = (0..3000).map(|i| message(i, 4_000)).collect();
@@ -900,10 +907,7 @@ fn mail_outbox_add_reported_queued_survives_a_crash_of_the_server() {
     // A run's connections commit without waiting for the disk (what they
     // lose is fetched again); a command's commits must not: the server
     // killed the moment `outbox add` returned keeps the message.
-    let cluster = PgCluster::start();
-    let dovecot = Dovecot::start();
-    let home = TempHome::with_database_url(Some(cluster.new_database()));
-    config(&home, &dovecot, "");
+    let (cluster, dovecot, home) = on_a_cluster_of_its_own();
     let alice = add_account(&home, &dovecot, "alice");
     let mut queued = Vec::new();
     for i in 0..5 {
