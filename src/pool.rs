@@ -814,11 +814,22 @@ impl Pool<'_> {
         });
         a.statuses = statuses;
         drop(st);
-        // Recorded while the first folder is selected: nothing waits for it
-        // (`settle_skipped` takes the result at the end of the session).
+        // On PostgreSQL written at once through the lock connection (a run
+        // that finds nothing new opens no writer's session); else recorded by
+        // the writer while the first folder is selected: nothing waits for
+        // it (`settle_skipped` takes the result at the end of the session).
         let skipped_write = (!skipped.is_empty()).then(|| {
-            let patches = skipped.clone();
-            let pending = self.writer.submit(move |s| s.patch_folders(&patches, now));
+            let pending = match self
+                .settings
+                .leases
+                .with_store_mut(|s| s.patch_folders(&skipped, now))
+            {
+                Some(done) => Pending::ready(done),
+                None => {
+                    let patches = skipped.clone();
+                    self.writer.submit(move |s| s.patch_folders(&patches, now))
+                }
+            };
             SkippedWrite {
                 idx,
                 acntid,

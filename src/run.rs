@@ -235,7 +235,11 @@ pub fn run(
     // On PostgreSQL the run's connection holds its accounts' locks until
     // the cycle ends; on SQLite it stays here.
     let (leases, own) = Leases::for_run(store, until)?;
-    let (writer, writer_thread) = Writer::spawn(writer_store)
+    let open_writer = {
+        let at = at.clone();
+        move || writer_store.map_or_else(|| Store::connect(&at), Ok)
+    };
+    let (writer, writer_thread) = Writer::spawn(open_writer)
         .map_err(|e| Error::other("cannot start the database writer", e))?;
     let clock = || chrono::Utc::now().timestamp();
     let timeout = Duration::from_secs(config.io_timeout);
@@ -499,21 +503,18 @@ impl Cycle<'_> {
     }
 }
 
-/// The run's own connection (migrated) and the writer's. On PostgreSQL
-/// the two are opened side by side: each costs the server a new session,
-/// and a run that finds nothing to do is mostly this. The run's own
-/// becomes the lock connection of its leases ([`Leases::for_run`]).
-fn connections(at: &Location) -> store::Result<(Store, Store)> {
-    if let Location::Sqlite(_) = at {
+/// The run's own connection (migrated) and, on SQLite, the writer's. On
+/// PostgreSQL the writer opens its own when it first has work: a session
+/// costs the server a new backend, and a run that finds nothing new writes
+/// its folder times through the run's own, which becomes the lock
+/// connection of its leases ([`Leases::for_run`], [`Leases::with_store_mut`]).
+fn connections(at: &Location) -> store::Result<(Store, Option<Store>)> {
+    let store = Store::open_for_run(at)?;
+    Ok(match at {
         // One file: the writer's connection after the migrations.
-        let store = Store::open_for_run(at)?;
-        return Ok((store, Store::connect(at)?));
-    }
-    std::thread::scope(|scope| {
-        let writer = scope.spawn(|| Store::connect(at));
-        let store = Store::open_for_run(at);
-        let writer = joined(writer.join());
-        Ok((store?, writer?))
+        Location::Sqlite(_) => (store, Some(Store::connect(at)?)),
+        // The writer opens its own once it has something to write.
+        Location::Postgres(_) => (store, None),
     })
 }
 
@@ -531,15 +532,6 @@ fn limit_malloc_arenas() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
-}
-
-/// What a thread opening a connection returned.
-fn joined<T>(r: std::thread::Result<store::Result<T>>) -> store::Result<T> {
-    r.unwrap_or_else(|_| {
-        Err(store::Error::Unusable(
-            "opening a connection panicked".into(),
-        ))
-    })
 }
 
 /// Takes the run's lock; None when another run holds it (logged).

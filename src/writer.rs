@@ -13,7 +13,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, OnceLock};
 
-type Job = Box<dyn FnOnce(&mut Store) + Send>;
+/// A job: run on the writer's connection, or told why there is none.
+type Job = Box<dyn FnOnce(Result<&mut Store, &str>) + Send>;
 
 /// A handle to the writer thread; cheap to clone.
 #[derive(Clone)]
@@ -46,11 +47,16 @@ impl<T> Prepared<T> {
 pub struct Pending<T>(Receiver<store::Result<T>>);
 
 impl<T> Pending<T> {
+    /// A job done elsewhere, with its result.
+    pub fn ready(result: store::Result<T>) -> Pending<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let _ = tx.send(result);
+        Pending(rx)
+    }
+
     /// A job that failed before it could be queued.
     fn failed(e: store::Error) -> Pending<T> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let _ = tx.send(Err(e));
-        Pending(rx)
+        Pending::ready(Err(e))
     }
 
     /// Waits for the job to be committed (or to fail).
@@ -60,26 +66,51 @@ impl<T> Pending<T> {
 }
 
 impl Writer {
-    /// Starts the writer on `store`; it runs until every handle is dropped.
-    pub fn spawn(store: Store) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
+    /// Starts the writer; it runs until every handle is dropped. It opens
+    /// its connection with `open` when the first job comes (on PostgreSQL
+    /// a run that finds nothing new writes nothing here, and so opens no
+    /// session for it); if that fails, every job fails with the reason and
+    /// the run stops ([`Writer::locked_out`]).
+    pub fn spawn(
+        open: impl FnOnce() -> store::Result<Store> + Send + 'static,
+    ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::sync_channel::<Job>(64);
         let locked_out = Arc::new(OnceLock::new());
         let flag = locked_out.clone();
         let handle = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
-                let mut store = store;
-                let bulk = store.start_bulk();
-                if let Err(e) = &bulk {
-                    log::warn!("cannot start the checkpointer: {e}");
-                }
+                let mut open = Some(open);
+                let mut conn: Result<(Store, _), String> = Err(String::new());
                 for job in rx {
-                    let _ = catch_unwind(AssertUnwindSafe(|| job(&mut store)));
-                    if let Some(why) = store.locked_out() {
-                        flag.get_or_init(|| (why.to_string(), store.pooled()));
+                    if let Some(open) = open.take() {
+                        conn = open()
+                            .map(|mut store| {
+                                let bulk = store.start_bulk();
+                                if let Err(e) = &bulk {
+                                    log::warn!("cannot start the checkpointer: {e}");
+                                }
+                                (store, bulk)
+                            })
+                            .map_err(|e| {
+                                let why = crate::logging::chain(&e);
+                                flag.get_or_init(|| {
+                                    (why.clone(), matches!(e, store::Error::Pooled { .. }))
+                                });
+                                why
+                            });
+                    }
+                    match &mut conn {
+                        Ok((store, _)) => {
+                            let _ = catch_unwind(AssertUnwindSafe(|| job(Ok(store))));
+                            if let Some(why) = store.locked_out() {
+                                flag.get_or_init(|| (why.to_string(), store.pooled()));
+                            }
+                        }
+                        Err(why) => job(Err(why)),
                     }
                 }
-                if let Ok(bulk) = bulk {
+                if let Ok((mut store, Ok(bulk))) = conn {
                     store.finish_bulk(bulk);
                 }
             })?;
@@ -93,7 +124,10 @@ impl Writer {
     ) -> Pending<T> {
         let (tx, rx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |store| {
-            let _ = tx.send(f(store));
+            let _ = tx.send(match store {
+                Ok(store) => f(store),
+                Err(why) => Err(store::Error::Lost(why.to_string())),
+            });
         });
         if self.tx.send(job).is_err() {
             return Pending::failed(store::Error::WriterGone);
@@ -164,7 +198,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let at = store::Location::sqlite(tmp.path().join("db"));
         let store = Store::open(&at).expect("open");
-        let (writer, handle) = Writer::spawn(store).expect("spawn");
+        let (writer, handle) = Writer::spawn(move || Ok(store)).expect("spawn");
         (tmp, writer, handle)
     }
 

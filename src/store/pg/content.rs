@@ -135,6 +135,12 @@ impl ToSql for Tsvector {
     postgres::types::to_sql_checked!();
 }
 
+/// A [`Tsvector`] of these bytes, for tests of the parameters' types.
+#[cfg(test)]
+pub(super) fn tsvector_of(bytes: &[u8]) -> impl ToSql + Sync {
+    Tsvector(bytes.to_vec())
+}
+
 impl<'a> SearchRow<'a> {
     fn of(emmsid: i64, columns: Columns<'a>) -> SearchRow<'a> {
         SearchRow {

@@ -35,14 +35,6 @@ pub fn owner() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-/// The nanoseconds of the clock now: with `HOSTNAME:PID`, a value no
-/// session of an earlier run carries.
-fn started_nanos() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
-}
-
 /// The second key of an account's lock (the function takes int4 values).
 fn key(acntid: i64) -> i32 {
     acntid as i32
@@ -86,25 +78,11 @@ impl Leases {
         let Db::Postgres(pg) = &store.0 else {
             return Ok((Leases { held: None, owner }, Some(store)));
         };
-        // The lock connection idles between accounts: never time it out.
-        // And it marks its session, to see at each take that it is still
-        // in it (a pooler in transaction mode would hand the statements to
-        // any session, and the locks with them).
-        let marker = format!("{owner} {}", started_nanos());
-        let mark = format!("SET backproc.session = '{}'", marker.replace('\'', "''"));
-        {
-            let mut client = pg.client.borrow_mut();
-            if let Err(e) = client.batch_execute(&format!("{mark}; SET idle_session_timeout = 0")) {
-                // Before PostgreSQL 14 there is no such timeout to turn off
-                // (and the batch was rolled back as a whole).
-                if e.code() != Some(&postgres::error::SqlState::UNDEFINED_OBJECT) {
-                    return Err(e).context("configure the lock connection");
-                }
-                client
-                    .batch_execute(&mark)
-                    .context("configure the lock connection")?;
-            }
-        }
+        // (Opened relaxed: never timed out when idle between accounts.)
+        // Each take reads back the mark of the connection's session: a
+        // pooler in transaction mode would hand the statements to any
+        // session, and the locks with them.
+        let marker = pg.mark.clone();
         let target = pg.describe();
         let held = Held {
             store,
@@ -170,6 +148,19 @@ impl Leases {
             return None;
         }
         Some(f(&h.store))
+    }
+
+    /// Runs `f`, a write, on the lock connection (PostgreSQL; None on
+    /// SQLite, or once the connection failed): the folder times of an
+    /// account with nothing new, so that a run that finds nothing new needs
+    /// no writer's session. The write is a transaction of its own; the
+    /// locks, held by the session, do not mind it.
+    pub fn with_store_mut<R>(&self, f: impl FnOnce(&mut Store) -> R) -> Option<R> {
+        let mut h = self.lock()?;
+        if h.lost.is_some() {
+            return None;
+        }
+        Some(f(&mut h.store))
     }
 
     /// Takes account `acntid` for this run; false when another session
@@ -300,8 +291,8 @@ impl Held {
         Ok(self.pg()?.client.borrow_mut())
     }
 
-    /// Runs a statement on the lock connection, prepared once per run
-    /// (each account takes and gives back the same few).
+    /// Runs a statement on the lock connection (prepared once per run when
+    /// it comes again: each account takes and gives back the same few).
     fn query(
         &self,
         sql: &str,
@@ -310,9 +301,7 @@ impl Held {
     ) -> Result<Vec<postgres::Row>> {
         let pg = self.pg()?;
         let c = &mut *pg.client.borrow_mut();
-        super::prepared(c, &pg.cache, sql)
-            .and_then(|s| c.query(&s, params))
-            .context(what)
+        super::query(c, &pg.cache, sql, params).context(what)
     }
 
     /// A failed statement on the lock connection: if the connection is

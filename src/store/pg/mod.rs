@@ -4,9 +4,12 @@
 //!
 //! One `postgres::Client` (blocking) per connection, as the SQLite backend
 //! has one `Connection`: a worker's reads, the writer, the outbox each have
-//! their own. Statements are prepared once per connection (the crate caches
-//! them); a batch of messages is one multi-row INSERT in the transaction of
-//! the folder's progress. Text the servers sent cannot hold NUL in a
+//! their own. A statement goes unnamed, parsed and run in one round trip,
+//! the first times a connection sends it (most go once per run), and is
+//! prepared once it comes again ([`statement`]); a batch of messages is one
+//! multi-row INSERT in the transaction of the folder's progress. Each
+//! connection marks its session when it connects and refuses one that
+//! carries another's mark (a pooler that shares sessions). Text the servers sent cannot hold NUL in a
 //! PostgreSQL `TEXT`: it is replaced (bytes go to `BYTEA` as they came).
 //! The password never appears in an error or a log line: a connection is
 //! described by host, port, user and database only.
@@ -197,8 +200,16 @@ impl PgTarget {
 /// The parameters of a statement.
 pub(super) type Params<'a> = &'a [&'a (dyn postgres::types::ToSql + Sync)];
 
-/// Statements prepared on a connection, by their SQL.
-type Cache = RefCell<HashMap<String, postgres::Statement>>;
+/// What a connection knows of a statement, by its SQL.
+enum Known {
+    /// Sent unnamed this many times (at most [`UNNAMED_USES`]).
+    Seen(u8),
+    /// Prepared on this connection.
+    Prepared(postgres::Statement),
+}
+
+/// The statements of a connection ([`Known`]).
+type Cache = RefCell<HashMap<String, Known>>;
 
 /// One connection to a PostgreSQL database.
 pub struct Postgres {
@@ -210,20 +221,151 @@ pub struct Postgres {
     lost: Option<String>,
     /// The connection changed sessions: a pooler shares them (exit 78).
     pooled: bool,
+    /// This connection's `backproc.session` ([`Postgres::connect`]).
+    mark: String,
 }
 
-/// Prepares `sql` once per connection.
-fn prepared(
+/// A value of `backproc.session` no other connection has: this host and
+/// process, the clock's nanoseconds, and a count of the process's
+/// connections.
+fn session_mark() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CONNECTIONS: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{} {nanos} {}",
+        leases::owner(),
+        CONNECTIONS.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// How a statement goes to the server this time.
+enum Way {
+    /// Unnamed, its parameters' types given: parse, bind and execute in
+    /// one round trip.
+    Unnamed(Vec<postgres::types::Type>),
+    /// Named, prepared on this connection.
+    Named(postgres::Statement),
+}
+
+/// The types a parameter is sent as when a statement goes unnamed: the
+/// first each value's Rust type accepts (those the store binds).
+const PARAM_TYPES: &[postgres::types::Type] = {
+    use postgres::types::Type;
+    &[
+        Type::INT8,
+        Type::TEXT,
+        Type::BOOL,
+        Type::BYTEA,
+        Type::INT4,
+        Type::INT2,
+        Type::FLOAT8,
+        Type::INT8_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::INT4_ARRAY,
+        Type::TS_VECTOR,
+    ]
+};
+
+/// The type each parameter is sent as unnamed; None when one takes none
+/// of [`PARAM_TYPES`] (the statement is then prepared).
+fn param_types(params: Params<'_>) -> Option<Vec<postgres::types::Type>> {
+    let mut scratch = bytes::BytesMut::new();
+    params
+        .iter()
+        .map(|p| {
+            PARAM_TYPES.iter().find_map(|ty| {
+                scratch.clear();
+                p.to_sql_checked(ty, &mut scratch).ok().map(|_| ty.clone())
+            })
+        })
+        .collect()
+}
+
+/// How often a statement goes unnamed before it is prepared.
+const UNNAMED_USES: u8 = 2;
+
+/// How `sql` goes to the server: the first [`UNNAMED_USES`] times
+/// unnamed, in one round trip (a run sends most statements once or twice
+/// per connection); from then on prepared, once per connection, and
+/// executed by name (the server parses and plans it once: an account's
+/// lease, a batch's INSERT).
+fn statement(
     c: &mut impl postgres::GenericClient,
     cache: &Cache,
     sql: &str,
-) -> std::result::Result<postgres::Statement, postgres::Error> {
-    if let Some(s) = cache.borrow().get(sql) {
-        return Ok(s.clone());
+    params: Params<'_>,
+) -> std::result::Result<Way, postgres::Error> {
+    let uses = match cache.borrow().get(sql) {
+        Some(Known::Prepared(s)) => return Ok(Way::Named(s.clone())),
+        Some(Known::Seen(n)) => *n,
+        None => 0,
+    };
+    if uses < UNNAMED_USES {
+        if let Some(types) = param_types(params) {
+            cache
+                .borrow_mut()
+                .insert(sql.to_string(), Known::Seen(uses + 1));
+            return Ok(Way::Unnamed(types));
+        }
     }
     let s = c.prepare(sql)?;
-    cache.borrow_mut().insert(sql.to_string(), s.clone());
-    Ok(s)
+    cache
+        .borrow_mut()
+        .insert(sql.to_string(), Known::Prepared(s.clone()));
+    Ok(Way::Named(s))
+}
+
+/// The parameters with the types [`statement`] chose.
+fn typed<'a>(
+    params: Params<'a>,
+    types: Vec<postgres::types::Type>,
+) -> Vec<(
+    &'a (dyn postgres::types::ToSql + Sync),
+    postgres::types::Type,
+)> {
+    params.iter().copied().zip(types).collect()
+}
+
+/// The rows of `sql` ([`statement`]).
+fn query(
+    c: &mut impl postgres::GenericClient,
+    cache: &Cache,
+    sql: &str,
+    params: Params<'_>,
+) -> std::result::Result<Vec<Row>, postgres::Error> {
+    match statement(c, cache, sql, params)? {
+        Way::Named(s) => c.query(&s, params),
+        Way::Unnamed(types) => c.query_typed(sql, &typed(params, types)),
+    }
+}
+
+/// The row of `sql`, which yields at most one ([`statement`]).
+fn query_opt(
+    c: &mut impl postgres::GenericClient,
+    cache: &Cache,
+    sql: &str,
+    params: Params<'_>,
+) -> std::result::Result<Option<Row>, postgres::Error> {
+    match statement(c, cache, sql, params)? {
+        Way::Named(s) => c.query_opt(&s, params),
+        Way::Unnamed(types) => c.query_typed_opt(sql, &typed(params, types)),
+    }
+}
+
+/// Runs `sql` ([`statement`]); the rows it changed.
+fn execute(
+    c: &mut impl postgres::GenericClient,
+    cache: &Cache,
+    sql: &str,
+    params: Params<'_>,
+) -> std::result::Result<u64, postgres::Error> {
+    match statement(c, cache, sql, params)? {
+        Way::Named(s) => c.execute(&s, params),
+        Way::Unnamed(types) => c.execute_typed(sql, &typed(params, types)),
+    }
 }
 
 impl Postgres {
@@ -234,15 +376,45 @@ impl Postgres {
     /// Every other command's commits are durable: a message `outbox add`
     /// reported queued is never lost to a crash of the server.
     ///
-    /// A statement of its own, not the start-up packet's `options`: a
-    /// connection pooler such as PgBouncer refuses a start-up parameter it
-    /// does not track.
+    /// In the same round trip the connection marks its session
+    /// (`backproc.session`, a value no other connection has) and reads the
+    /// mark it found: a session that carries another connection's mark was
+    /// handed on by a pooler as that connection left it (in transaction
+    /// mode, or in session mode without `server_reset_query`), with its
+    /// settings and locks: [`Error::Pooled`]. A fresh session, or one a
+    /// pooler reset, carries none. (A statement of its own, not the
+    /// start-up packet's `options`: a connection pooler such as PgBouncer
+    /// refuses a start-up parameter it does not track.)
     pub fn connect(target: &PgTarget, relaxed: bool) -> Result<Postgres> {
         let mut client = target.open()?;
-        if relaxed {
-            client
-                .batch_execute("SET synchronous_commit = off")
-                .context("configure the connection")?;
+        let mark = session_mark();
+        // A run's connections may idle a while (the lock connection between
+        // accounts, a worker's while the IMAP server answers): never time
+        // them out (the setting exists from PostgreSQL 14 on).
+        let sql = if relaxed {
+            "SELECT current_setting('backproc.session', true), \
+             set_config('backproc.session', $1, false), \
+             set_config('synchronous_commit', 'off', false), \
+             CASE WHEN current_setting('server_version_num')::int >= 140000 \
+             THEN set_config('idle_session_timeout', '0', false) END"
+        } else {
+            "SELECT current_setting('backproc.session', true), \
+             set_config('backproc.session', $1, false)"
+        };
+        let found: Option<String> = client
+            .query_typed_one(sql, &[(&mark, postgres::types::Type::TEXT)])
+            .and_then(|row| row.try_get(0))
+            .context("configure the connection")?;
+        if let Some(other) = found.filter(|m| !m.is_empty()) {
+            return Err(Error::Pooled {
+                what: format!(
+                    "PostgreSQL ({}): the session this connection was given carries \
+                     another connection's mark ('{other}'): {}",
+                    target.describe(),
+                    super::error::SHARED_SESSIONS
+                ),
+                source: None,
+            });
         }
         Ok(Postgres {
             client: RefCell::new(client),
@@ -250,6 +422,7 @@ impl Postgres {
             target: target.clone(),
             lost: None,
             pooled: false,
+            mark,
         })
     }
 
@@ -355,17 +528,13 @@ impl Postgres {
     /// The rows of a query.
     fn rows(&self, sql: &str, params: Params<'_>, what: impl Into<String>) -> Result<Vec<Row>> {
         let c = &mut *self.client.borrow_mut();
-        prepared(c, &self.cache, sql)
-            .and_then(|s| c.query(&s, params))
-            .map_err(|e| self.failed(e, what))
+        query(c, &self.cache, sql, params).map_err(|e| self.failed(e, what))
     }
 
     /// The row of a query that yields at most one.
     fn row(&self, sql: &str, params: Params<'_>, what: impl Into<String>) -> Result<Option<Row>> {
         let c = &mut *self.client.borrow_mut();
-        prepared(c, &self.cache, sql)
-            .and_then(|s| c.query_opt(&s, params))
-            .map_err(|e| self.failed(e, what))
+        query_opt(c, &self.cache, sql, params).map_err(|e| self.failed(e, what))
     }
 
     /// A failed read: a closed connection says so.
@@ -394,13 +563,13 @@ enum Conn<'a> {
     Alone(&'a mut postgres::Client),
 }
 
-/// Runs `$call` on the prepared `$sql` with the [`Tx`]'s client, whichever
-/// [`Conn`] it is.
+/// Runs `$f` (one of [`query`], [`query_opt`], [`execute`]) with the
+/// [`Tx`]'s client, whichever [`Conn`] it is.
 macro_rules! on_conn {
-    ($tx:expr, $sql:expr, |$c:ident, $s:ident| $call:expr) => {
+    ($tx:expr, $f:ident, $sql:expr, $params:expr) => {
         match &mut $tx.tx {
-            Conn::InTx($c) => prepared($c, $tx.cache, $sql).and_then(|$s| $call),
-            Conn::Alone($c) => prepared(*$c, $tx.cache, $sql).and_then(|$s| $call),
+            Conn::InTx(c) => $f(c, $tx.cache, $sql, $params),
+            Conn::Alone(c) => $f(*c, $tx.cache, $sql, $params),
         }
     };
 }
@@ -408,12 +577,12 @@ macro_rules! on_conn {
 impl Tx<'_> {
     /// Runs a statement; returns the rows it changed.
     fn execute(&mut self, sql: &str, params: Params<'_>, what: impl Into<String>) -> Result<u64> {
-        on_conn!(self, sql, |c, s| c.execute(&s, params)).context(what)
+        on_conn!(self, execute, sql, params).context(what)
     }
 
     /// The rows of a query.
     fn rows(&mut self, sql: &str, params: Params<'_>, what: impl Into<String>) -> Result<Vec<Row>> {
-        on_conn!(self, sql, |c, s| c.query(&s, params)).context(what)
+        on_conn!(self, query, sql, params).context(what)
     }
 
     /// The row of a query that yields at most one.
@@ -423,7 +592,7 @@ impl Tx<'_> {
         params: Params<'_>,
         what: impl Into<String>,
     ) -> Result<Option<Row>> {
-        on_conn!(self, sql, |c, s| c.query_opt(&s, params)).context(what)
+        on_conn!(self, query_opt, sql, params).context(what)
     }
 
     /// Runs statements without parameters, unprepared.
@@ -487,6 +656,45 @@ mod tests {
         }
         let t = PgTarget::parse("postgresql://u:hunter2@h/db").expect("url");
         assert!(!format!("{t:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn parameters_go_unnamed_with_the_type_their_rust_type_takes() {
+        use postgres::types::Type;
+        let none: Option<String> = None;
+        let bytes: Vec<u8> = vec![1, 2];
+        let ids: Vec<i64> = vec![1];
+        let names: Vec<String> = vec!["a".into()];
+        let params: Params<'_> = &[
+            &1_i64,
+            &"text",
+            &none,
+            &Some(3_i64),
+            &true,
+            &bytes,
+            &7_i32,
+            &ids,
+            &names,
+            &content::tsvector_of(b"\0\0\0\0"),
+        ];
+        assert_eq!(
+            param_types(params),
+            Some(vec![
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT8,
+                Type::BOOL,
+                Type::BYTEA,
+                Type::INT4,
+                Type::INT8_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::TS_VECTOR,
+            ])
+        );
+        // A type outside the list: the statement is prepared instead.
+        assert_eq!(param_types(&[&1_i64, &1.5_f32]), None);
+        assert_eq!(param_types(&[]), Some(vec![]));
     }
 
     #[test]
