@@ -403,12 +403,20 @@ def engine_home(engine, work, name, port, user):
     return home
 
 
+# What else settle() must flush: a database server's own buffers (pg.py's
+# cluster adds its CHECKPOINT here).
+SETTLE_HOOKS = []
+
+
 def settle():
     """Before each timed run of either tool: flush what earlier runs left
-    for the disk to write (so no run pays for its predecessor's writeback),
-    and pause a second (mbsync waits for the clock to move on when its
-    Maildir changed in the current second; a real run starts minutes after
-    the last)."""
+    for the disk to write (so no run pays for its predecessor's writeback:
+    a database server's checkpoint of the last run's pages first, then the
+    kernel's), and pause a second (mbsync waits for the clock to move on
+    when its Maildir changed in the current second; a real run starts
+    minutes after the last)."""
+    for hook in SETTLE_HOOKS:
+        hook()
     os.sync()
     time.sleep(1.1)
 
