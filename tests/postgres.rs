@@ -791,6 +791,41 @@ fn a_run_needs_three_sessions_and_one_with_nothing_new_one() {
         );
         assert_mirror(&home, &dovecot, "alice", alice, "INBOX");
     }
+    // New mail with room for the run's own session and the worker's only:
+    // the writer, opening its own for the first batch, is refused; the run
+    // stops (exit 75) with nothing stored, and the next run, with room,
+    // stores it all.
+    imap.append_many("INBOX", &[message(50, 500), message(51, 500)]);
+    let stored = || -> i64 {
+        let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+        c.query_one("SELECT COUNT(*) FROM email_messages", &[])
+            .and_then(|r| r.try_get(0))
+            .expect("count")
+    };
+    let before = stored();
+    for (limit, code) in [(2, 75), (3, 0)] {
+        postgres::shared()
+            .admin()
+            .batch_execute(&format!("ALTER DATABASE {db} CONNECTION LIMIT {limit}"))
+            .expect("limit the sessions");
+        assert!(
+            wait_until(Duration::from_secs(10), || sessions_of(&db) == 0),
+            "sessions left on {db}"
+        );
+        let out = finish(spawn_run(&home, &["--force"], &[]), &home);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "limit {limit}: {stderr}");
+        if code == 75 {
+            assert!(
+                stderr.contains("the run stopped") && stderr.contains("too many"),
+                "{stderr}"
+            );
+            assert!(!stderr.contains(ENGINE_PASSWORD), "{stderr}");
+            assert_eq!(stored(), before, "stored without the writer");
+        }
+    }
+    assert_mirror(&home, &dovecot, "alice", alice, "INBOX");
+    assert_eq!(stored(), before + 2);
 }
 
 #[test]

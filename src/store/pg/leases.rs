@@ -154,13 +154,15 @@ impl Leases {
     /// SQLite, or once the connection failed): the folder times of an
     /// account with nothing new, so that a run that finds nothing new needs
     /// no writer's session. The write is a transaction of its own; the
-    /// locks, held by the session, do not mind it.
-    pub fn with_store_mut<R>(&self, f: impl FnOnce(&mut Store) -> R) -> Option<R> {
+    /// locks, held by the session, do not mind it. A write that finds the
+    /// connection gone, or moved to another session, ends the leases as a
+    /// failed take does.
+    pub fn with_store_mut<T>(&self, f: impl FnOnce(&mut Store) -> Result<T>) -> Option<Result<T>> {
         let mut h = self.lock()?;
         if h.lost.is_some() {
             return None;
         }
-        Some(f(&mut h.store))
+        Some(f(&mut h.store).map_err(|e| h.failed(e)))
     }
 
     /// Takes account `acntid` for this run; false when another session
