@@ -13,6 +13,8 @@
 //! Nothing here talks to PostgreSQL: plain functions over strings.
 
 use crate::store::BadQuery;
+use std::borrow::Cow;
+use std::collections::HashMap;
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 
@@ -123,8 +125,22 @@ const MAX_POSITIONS: usize = 256;
 /// The weight of each searched column: subject, from, to, body.
 const WEIGHTS: [char; 4] = ['A', 'B', 'C', 'D'];
 
-/// Each word of a message's `tsvector` and its (position, weight)s.
-type Lexemes = std::collections::BTreeMap<String, Vec<(u16, char)>>;
+/// Each word of a message's `tsvector` and its (position, weight)s, in
+/// PostgreSQL's order of words (bytewise).
+type Lexemes<'a> = Vec<(Cow<'a, str>, Vec<(u16, char)>)>;
+
+/// A token's normal form ([`normalize`]), borrowed when the token already
+/// is (most words of most mail: ASCII in lower case).
+fn normal(token: &str) -> Cow<'_, str> {
+    if token
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        Cow::Borrowed(token)
+    } else {
+        Cow::Owned(normalize(token))
+    }
+}
 
 /// The words of a message's columns (subject, from, to, body) with their
 /// positions and the column's weight (A, B, C, D), as [`words`] makes them:
@@ -132,25 +148,36 @@ type Lexemes = std::collections::BTreeMap<String, Vec<(u16, char)>>;
 /// SQLite's whatever the database's locale. A column starts one position
 /// after the previous one ends plus one, so no phrase runs over a column's
 /// end. At most `cap` bytes of words are taken (a `tsvector` holds at most
-/// 1 MB).
-fn lexemes(columns: [Option<&str>; 4], cap: usize) -> Lexemes {
-    let mut lexemes = Lexemes::new();
+/// 1 MB). (A hash of the words seen, the standard library's, which no text
+/// can make slow; a word already in normal form is not copied.)
+fn lexemes(columns: [Option<&str>; 4], cap: usize) -> Lexemes<'_> {
+    let mut seen: HashMap<Cow<'_, str>, Vec<(u16, char)>> = HashMap::new();
     let (mut position, mut taken) = (0usize, 0usize);
     'columns: for (column, weight) in columns.iter().zip(WEIGHTS) {
-        for w in words(column.unwrap_or("")) {
-            taken += w.norm.len() + 1;
+        let text = column.unwrap_or("");
+        for (start, end) in runs(text) {
+            let norm = normal(&text[start..end]);
+            if norm.is_empty() || norm.len() > MAX_WORD {
+                continue;
+            }
+            taken += norm.len() + 1;
             if taken > cap {
                 break 'columns;
             }
             position += 1;
             let at = position.min(MAX_POSITION) as u16;
-            let seen = lexemes.entry(w.norm).or_default();
-            if seen.len() < MAX_POSITIONS && seen.last().map(|p| p.0) != Some(at) {
-                seen.push((at, weight));
+            let positions = match seen.get_mut(norm.as_ref()) {
+                Some(positions) => positions,
+                None => seen.entry(norm).or_default(),
+            };
+            if positions.len() < MAX_POSITIONS && positions.last().map(|p| p.0) != Some(at) {
+                positions.push((at, weight));
             }
         }
         position += 1;
     }
+    let mut lexemes: Lexemes<'_> = seen.into_iter().collect();
+    lexemes.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     lexemes
 }
 
@@ -865,6 +892,68 @@ mod tests {
             bin,
             [0, 0, 0, 2, b'a', 0, 0, 2, 0xC0, 2, 0x00, 6, b'b', 0, 0, 1, 0xC0, 1]
         );
+    }
+
+    /// [`lexemes`] as first written: every word's normal form copied,
+    /// in a sorted map.
+    fn lexemes_by_map(columns: [Option<&str>; 4], cap: usize) -> Vec<(String, Vec<(u16, char)>)> {
+        let mut map = std::collections::BTreeMap::<String, Vec<(u16, char)>>::new();
+        let (mut position, mut taken) = (0usize, 0usize);
+        'columns: for (column, weight) in columns.iter().zip(WEIGHTS) {
+            for w in words(column.unwrap_or("")) {
+                taken += w.norm.len() + 1;
+                if taken > cap {
+                    break 'columns;
+                }
+                position += 1;
+                let at = position.min(MAX_POSITION) as u16;
+                let seen = map.entry(w.norm).or_default();
+                if seen.len() < MAX_POSITIONS && seen.last().map(|p| p.0) != Some(at) {
+                    seen.push((at, weight));
+                }
+            }
+            position += 1;
+        }
+        map.into_iter().collect()
+    }
+
+    #[test]
+    fn fts_lexemes_equal_a_sorted_map_of_every_word() {
+        let mut body = String::new();
+        for i in 0..20_000 {
+            body.push_str(
+                [
+                    "Zażółć",
+                    "gęślą",
+                    "JAŹŃ",
+                    "faktura",
+                    "Faktura",
+                    "FV/2026/11",
+                    "ß",
+                    "x1",
+                    "ǅ",
+                    "ÆØÅ",
+                ][i % 10],
+            );
+            body.push_str(if i % 7 == 0 { ",\r\n" } else { " " });
+            if i % 1000 == 0 {
+                body.push_str(&"w".repeat(2001));
+                body.push(' ');
+            }
+        }
+        let columns = [
+            Some("Re: Faktura FV/11"),
+            Some("Paweł <p@example.com>"),
+            None,
+            Some(&body[..]),
+        ];
+        for cap in [10, 1000, 60_000, 1 << 20] {
+            let fast: Vec<(String, Vec<(u16, char)>)> = lexemes(columns, cap)
+                .into_iter()
+                .map(|(w, p)| (w.into_owned(), p))
+                .collect();
+            assert_eq!(fast, lexemes_by_map(columns, cap), "cap {cap}");
+        }
     }
 
     #[test]
