@@ -763,11 +763,7 @@ fn a_run_needs_three_sessions_and_one_with_nothing_new_one() {
         .expect("database name")
         .to_string();
     let imap = dovecot.imap("alice");
-    // New messages, and the sessions the run may have: its own, the
-    // writer's and a worker's; with nothing new, its own alone.
-    for (round, new, limit) in [(1, 3, 3), (2, 2, 3), (3, 0, 1), (4, 0, 1)] {
-        let msgs: Vec<Vec<u8>> = (0..new).map(|i| message(round * 10 + i, 500)).collect();
-        imap.append_many("INBOX", &msgs);
+    let limit_to = |limit: i32| {
         postgres::shared()
             .admin()
             .batch_execute(&format!("ALTER DATABASE {db} CONNECTION LIMIT {limit}"))
@@ -777,6 +773,13 @@ fn a_run_needs_three_sessions_and_one_with_nothing_new_one() {
             wait_until(Duration::from_secs(10), || sessions_of(&db) == 0),
             "sessions left on {db}"
         );
+    };
+    // New messages, and the sessions the run may have: its own, the
+    // writer's and a worker's; with nothing new, its own alone.
+    for (round, new, limit) in [(1, 3, 3), (2, 2, 3), (3, 0, 1), (4, 0, 1)] {
+        let msgs: Vec<Vec<u8>> = (0..new).map(|i| message(round * 10 + i, 500)).collect();
+        imap.append_many("INBOX", &msgs);
+        limit_to(limit);
         let out = finish(spawn_run(&home, &["--force"], &[]), &home);
         let log = home.log("l-debug.log");
         assert_eq!(
@@ -804,14 +807,7 @@ fn a_run_needs_three_sessions_and_one_with_nothing_new_one() {
     };
     let before = stored();
     for (limit, code) in [(2, 75), (3, 0)] {
-        postgres::shared()
-            .admin()
-            .batch_execute(&format!("ALTER DATABASE {db} CONNECTION LIMIT {limit}"))
-            .expect("limit the sessions");
-        assert!(
-            wait_until(Duration::from_secs(10), || sessions_of(&db) == 0),
-            "sessions left on {db}"
-        );
+        limit_to(limit);
         let out = finish(spawn_run(&home, &["--force"], &[]), &home);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "limit {limit}: {stderr}");
