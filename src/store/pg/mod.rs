@@ -9,8 +9,9 @@
 //! prepared once it comes again ([`statement`]); a batch of messages is one
 //! multi-row INSERT in the transaction of the folder's progress. Each
 //! connection marks its session when it connects and refuses one that
-//! carries another's mark (a pooler that shares sessions). Text the servers sent cannot hold NUL in a
-//! PostgreSQL `TEXT`: it is replaced (bytes go to `BYTEA` as they came).
+//! carries another's mark (a pooler that shares sessions). Text the
+//! servers sent cannot hold NUL in a PostgreSQL `TEXT`: it is replaced
+//! (bytes go to `BYTEA` as they came).
 //! The password never appears in an error or a log line: a connection is
 //! described by host, port, user and database only.
 
