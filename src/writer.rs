@@ -80,37 +80,32 @@ impl Writer {
         let handle = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
-                let mut open = Some(open);
-                let mut conn: Result<(Store, _), String> = Err(String::new());
-                for job in rx {
-                    if let Some(open) = open.take() {
-                        conn = open()
-                            .map(|mut store| {
-                                let bulk = store.start_bulk();
-                                if let Err(e) = &bulk {
-                                    log::warn!("cannot start the checkpointer: {e}");
-                                }
-                                (store, bulk)
-                            })
-                            .map_err(|e| {
-                                let why = crate::logging::chain(&e);
-                                flag.get_or_init(|| {
-                                    (why.clone(), matches!(e, store::Error::Pooled { .. }))
-                                });
-                                why
-                            });
+                // No job, no connection.
+                let Ok(first) = rx.recv() else {
+                    return;
+                };
+                let jobs = std::iter::once(first).chain(rx);
+                let mut store = match open() {
+                    Ok(store) => store,
+                    Err(e) => {
+                        let why = crate::logging::chain(&e);
+                        let pooled = matches!(e, store::Error::Pooled { .. });
+                        flag.get_or_init(|| (why.clone(), pooled));
+                        jobs.for_each(|job| job(Err(&why)));
+                        return;
                     }
-                    match &mut conn {
-                        Ok((store, _)) => {
-                            let _ = catch_unwind(AssertUnwindSafe(|| job(Ok(store))));
-                            if let Some(why) = store.locked_out() {
-                                flag.get_or_init(|| (why.to_string(), store.pooled()));
-                            }
-                        }
-                        Err(why) => job(Err(why)),
+                };
+                let bulk = store.start_bulk();
+                if let Err(e) = &bulk {
+                    log::warn!("cannot start the checkpointer: {e}");
+                }
+                for job in jobs {
+                    let _ = catch_unwind(AssertUnwindSafe(|| job(Ok(&mut store))));
+                    if let Some(why) = store.locked_out() {
+                        flag.get_or_init(|| (why.to_string(), store.pooled()));
                     }
                 }
-                if let Ok((mut store, Ok(bulk))) = conn {
+                if let Ok(bulk) = bulk {
                     store.finish_bulk(bulk);
                 }
             })?;

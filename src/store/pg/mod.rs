@@ -392,18 +392,19 @@ impl Postgres {
         // A run's connections may idle a while (the lock connection between
         // accounts, a worker's while the IMAP server answers): never time
         // them out (the setting exists from PostgreSQL 14 on).
-        let sql = if relaxed {
-            "SELECT current_setting('backproc.session', true), \
-             set_config('backproc.session', $1, false), \
-             set_config('synchronous_commit', 'off', false), \
+        let run_settings = if relaxed {
+            ", set_config('synchronous_commit', 'off', false), \
              CASE WHEN current_setting('server_version_num')::int >= 140000 \
              THEN set_config('idle_session_timeout', '0', false) END"
         } else {
-            "SELECT current_setting('backproc.session', true), \
-             set_config('backproc.session', $1, false)"
+            ""
         };
+        let sql = format!(
+            "SELECT current_setting('backproc.session', true), \
+             set_config('backproc.session', $1, false){run_settings}"
+        );
         let found: Option<String> = client
-            .query_typed_one(sql, &[(&mark, postgres::types::Type::TEXT)])
+            .query_typed_one(&sql, &[(&mark, postgres::types::Type::TEXT)])
             .and_then(|row| row.try_get(0))
             .context("configure the connection")?;
         if let Some(other) = found.filter(|m| !m.is_empty()) {
